@@ -1,0 +1,53 @@
+"""Re-open a `.beton` and check it the way training will use it: count, labels, every image."""
+from __future__ import annotations
+
+import signal
+from multiprocessing import Pool
+from pathlib import Path
+
+from tqdm import tqdm
+
+from fastimagenet.common.beton import BetonFile
+from fastimagenet.common.classes import read_info
+from fastimagenet.common.cli import fail
+
+_file: BetonFile | None = None
+
+
+def _open(path: str) -> None:
+    global _file
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _file = BetonFile(path)
+
+
+def _undecodable(index_range: tuple[int, int]) -> list[tuple[int, str]]:
+    bad = []
+    for i in range(*index_range):
+        try:
+            _file.image(i)
+        except ValueError as e:
+            bad.append((i, str(e)))
+    return bad
+
+
+def verify_beton(path: Path, num_workers: int, chunk_size: int = 500) -> dict:
+    beton = BetonFile(path)
+    info = read_info(path)
+    n = beton.num_samples
+    if info is not None and info.num_samples != n:
+        fail(f'{path} holds {n} images but its class list says {info.num_samples}: the pair is mismatched')
+    labels = beton.labels
+    num_classes = len(info.classes) if info is not None else None
+    if n and (labels.min() < 0 or (num_classes is not None and labels.max() >= num_classes)):
+        fail(f'{path} has labels in [{labels.min()}, {labels.max()}], outside [0, {num_classes})')
+
+    ranges = [(lo, min(lo + chunk_size, n)) for lo in range(0, n, chunk_size)]
+    bad = []
+    with Pool(num_workers, initializer=_open, initargs=(str(path),)) as pool, \
+            tqdm(total=n, unit='img', desc=f'verify {path.name}', dynamic_ncols=True) as bar:
+        for (lo, hi), found in zip(ranges, pool.imap(_undecodable, ranges)):
+            bad.extend(found)
+            bar.update(hi - lo)
+    if bad:
+        fail(f'{path}: {len(bad)} of {n} images do not decode (first: sample {bad[0][0]}: {bad[0][1]})')
+    return {'images': n, 'classes': num_classes if num_classes is not None else int(labels.max()) + 1}

@@ -1,0 +1,136 @@
+"""The checkpoint format: written by the trainer, read by resume, eval, ablation and analysis.
+
+A checkpoint is a dict saved with torch.save:
+    format, version          -- to refuse foreign files with a clear message
+    model_args               -- {arch, num_classes, use_blurpool}: enough to rebuild the model
+    classes                  -- [{index, wnid, name}] of the training set
+    model, ema               -- state_dicts without `module.`/`_orig_mod.` prefixes (ema may be None)
+    optimizer, scaler        -- for resuming
+    epoch                    -- number of epochs completed
+    rng                      -- torch/numpy/python generator states at the end of that epoch
+    params                   -- the run's flat config
+    metrics                  -- the last epoch's log record
+
+Everything in it loads with `torch.load(weights_only=True)`, so reading a checkpoint
+never runs code from the file. `final_weights.pt` is a plain model state_dict beside
+`params.json`, for people who just want the weights.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fastimagenet.common.atomic import atomic_path
+from fastimagenet.common.classes import ClassList
+from fastimagenet.common.cli import fail
+
+from .model import build_model, unwrap
+
+FORMAT = 'fastimagenet.checkpoint'
+VERSION = 1
+
+
+def save(path: str | os.PathLike, checkpoint: dict) -> None:
+    """Atomic: a kill while saving leaves the previous file at `path` intact."""
+    with atomic_path(path) as tmp:
+        torch.save({'format': FORMAT, 'version': VERSION, **checkpoint}, tmp)
+
+
+def save_weights(path: str | os.PathLike, model: torch.nn.Module) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(unwrap(model).state_dict(), tmp)
+
+
+def load(path: str | os.PathLike, map_location='cpu') -> dict:
+    """A checkpoint of this project, or one line saying why the file is not one."""
+    obj = _torch_load(path, map_location)
+    if not isinstance(obj, dict) or obj.get('format') != FORMAT:
+        fail(f'{path} is not a checkpoint of this project (a plain state_dict? '
+             f'load those with load_model, with params.json beside them)')
+    if obj.get('version', 0) > VERSION:
+        fail(f'{path} is checkpoint version {obj["version"]}; this code reads up to {VERSION}')
+    return obj
+
+
+def _torch_load(path, map_location):
+    path = Path(path)
+    if not path.is_file():
+        fail(f'checkpoint {path} does not exist')
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+        fail(f'{path} is corrupt, truncated or not a PyTorch file ({str(e).splitlines()[0][:120]})')
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {'torch': torch.get_rng_state(), 'python': random.getstate(),
+             'numpy': [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]]}
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state['torch'])
+    random.setstate(tuple(state['python'][:1]) + (tuple(state['python'][1]),) + tuple(state['python'][2:]))
+    kind, keys, *rest = state['numpy']
+    np.random.set_state((kind, keys.numpy(), *rest))
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+def load_model(path: str | os.PathLike, prefer_ema: bool = True, map_location='cpu'):
+    """(model in eval mode, ClassList, info) from a checkpoint or a final_weights.pt.
+
+    With `prefer_ema`, a checkpoint's EMA weights are used when it has them.
+    """
+    path = Path(path)
+    obj = _torch_load(path, map_location)
+    if isinstance(obj, dict) and obj.get('format') == FORMAT:
+        args, classes = obj['model_args'], ClassList.from_json(obj['classes'])
+        use_ema = prefer_ema and obj.get('ema') is not None
+        state = obj['ema'] if use_ema else obj['model']
+        info = {'epoch': obj.get('epoch'), 'weights': 'ema' if use_ema else 'model', 'params': obj.get('params')}
+    elif isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        params = _params_beside(path)
+        state = strip_prefixes(obj)
+        args = {'arch': params['model.arch'], 'num_classes': state['fc.weight'].shape[0],
+                'use_blurpool': bool(params['training.use_blurpool'])}
+        classes = ClassList.from_json(params['classes']) if 'classes' in params \
+            else ClassList.numbered(args['num_classes'])
+        info = {'epoch': None, 'weights': 'model', 'params': params}
+    else:
+        fail(f'{path} is neither a checkpoint of this project nor a state_dict')
+    model = build_model(args['arch'], args['num_classes'], use_blurpool=args['use_blurpool'])
+    try:
+        model.load_state_dict(strip_prefixes(state))
+    except RuntimeError as e:
+        fail(f'{path} does not fit a {args["arch"]} with {args["num_classes"]} classes '
+             f'({str(e).splitlines()[0][:120]})')
+    return model.eval(), classes, info
+
+
+def _params_beside(path: Path) -> dict:
+    params_file = path.parent / 'params.json'
+    if not params_file.is_file():
+        fail(f'{path} is a plain state_dict and there is no params.json beside it to say which model it is')
+    return json.loads(params_file.read_text())
+
+
+def strip_prefixes(state: dict) -> dict:
+    """Weights saved from DDP (`module.`) or torch.compile (`_orig_mod.`) fit the bare model."""
+    out = {}
+    for key, value in state.items():
+        for prefix in ('module.', '_orig_mod.'):
+            while key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out

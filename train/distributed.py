@@ -1,0 +1,95 @@
+"""One process per device: torchrun (single or multi-node), or a local spawn like the public trainer.
+
+The training code is the same whatever the launch: it asks `setup()` for its rank and
+device, and only rank 0 touches the run folder.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from fastimagenet.common.cli import fail
+
+
+@dataclass
+class Context:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    local_world_size: int = 1
+    device: torch.device = torch.device('cpu')
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def under_torchrun() -> bool:
+    return 'RANK' in os.environ and 'WORLD_SIZE' in os.environ
+
+
+def check_world_size(world_size: int) -> None:
+    """Refuse more processes per node than devices, before anything starts."""
+    if torch.cuda.is_available():
+        if world_size > torch.cuda.device_count():
+            fail(f'{world_size} processes on this node but only {torch.cuda.device_count()} CUDA device(s)')
+    elif world_size > (os.cpu_count() or 1):
+        fail(f'{world_size} processes on this node but only {os.cpu_count()} CPU cores (and no CUDA device)')
+
+
+def setup() -> Context:
+    """Join the process group if launched as several processes; pick this process's device."""
+    if not under_torchrun() or int(os.environ['WORLD_SIZE']) == 1:
+        return Context(device=torch.device('cuda', 0) if torch.cuda.is_available() else torch.device('cpu'))
+    rank, world = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
+    local_rank = int(os.environ.get('LOCAL_RANK', 0))
+    local_world = int(os.environ.get('LOCAL_WORLD_SIZE', world))
+    check_world_size(local_world)
+    if torch.cuda.is_available():
+        device = torch.device('cuda', local_rank)
+        torch.cuda.set_device(device)
+        backend = 'nccl'
+    else:
+        device, backend = torch.device('cpu'), 'gloo'
+    dist.init_process_group(backend, init_method='env://')
+    return Context(rank, local_rank, world, local_world, device)
+
+
+def spawn(fn, world_size: int, address: str, port: str, *args) -> None:
+    """Start `world_size` local processes running fn(*args), as `torchrun --nproc_per_node` would."""
+    check_world_size(world_size)
+    os.environ.update(MASTER_ADDR=address, MASTER_PORT=str(port))
+    torch.multiprocessing.spawn(_spawned, args=(world_size, fn, args), nprocs=world_size, join=True)
+
+
+def _spawned(local_rank: int, world_size: int, fn, args) -> None:
+    os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(world_size),
+                      LOCAL_WORLD_SIZE=str(world_size))
+    fn(*args)
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    if dist.is_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast_from_main(obj):
+    """Rank 0's Python object, on every rank (e.g. a decision or a loaded checkpoint)."""
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def cleanup() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
