@@ -3,18 +3,20 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PACKAGES := libturbojpeg0-dev libopencv-dev pkg-config
+# chromium + its driver: tests/test_app.py drives the web demo in a headless browser.
+APT_PACKAGES := libturbojpeg0-dev libopencv-dev pkg-config chromium chromium-driver
 
 SAMPLE := data/sample
 SAMPLE_FFCV := data/sample_ffcv
 
-.PHONY: setup system-deps test demo sample bench ablation clean
+.PHONY: setup system-deps test demo sample bench ablation ablation-demo clean
 
 setup: $(STAMP)
 
 system-deps:
-	@if ! (command -v pkg-config >/dev/null && pkg-config --exists libturbojpeg opencv4); then \
-	  echo "installing $(APT_PACKAGES) (ffcv compiles against them)"; \
+	@if ! (command -v pkg-config >/dev/null && pkg-config --exists libturbojpeg opencv4 \
+	       && command -v chromium >/dev/null && command -v chromedriver >/dev/null); then \
+	  echo "installing $(APT_PACKAGES) (ffcv compiles against them; the app test drives chromium)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
@@ -41,6 +43,13 @@ demo: sample
 	$(PY) train/train_imagenet.py --config-file cpu_sample.yaml \
 	    --data.train_dataset=$(SAMPLE_FFCV)/train.beton --data.val_dataset=$(SAMPLE_FFCV)/val.beton \
 	    --logging.folder=runs/demo
+
+# The same recipe at 4 and 8 epochs on the sample (CPU, a few minutes); train/ablate.py prints a
+# table and writes report.md, report.csv and the plots into runs/ablation-demo/.
+ablation-demo: sample
+	rm -rf runs/ablation-demo
+	$(PY) train/ablate.py --config-file cpu_sample.yaml --epochs 4,8 --out runs/ablation-demo \
+	    --data.train_dataset=$(SAMPLE_FFCV)/train.beton --data.val_dataset=$(SAMPLE_FFCV)/val.beton
 
 clean:
 	rm -rf data runs .pytest_cache

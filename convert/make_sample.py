@@ -9,9 +9,10 @@ Layout, as ImageNet's ImageFolder tree:
 The wnids (`s00000001`, ...) have the length of real WordNet ids but start with `s` so they
 can never be mistaken for ImageNet classes. A class is a large foreground shape or a texture
 filling the image: both survive RandomResizedCrop, downscaling to ~64 px and horizontal flips,
-and no class is the mirror image of another, so a small ResNet reaches ~90%+ val accuracy in
-minutes on a CPU. Colours, background, position, size, rotation, blur, noise and a few small
-distractor shapes vary so the task is not trivial.
+and no class is the mirror image of another: a resnet18d from scratch at 64 px reached 90%+
+val accuracy after ~13 epochs of the default sample (a few CPU-minutes). Colours, background,
+position, size, tilt, blur, noise and a few small distractor shapes vary so the task is not
+trivial.
 
 Every image draws from its own generator seeded by (seed, split, class, index): the output is
 byte-identical for the same arguments whatever the order of writing, and a given image does not
@@ -40,8 +41,9 @@ NOISE = np.random.default_rng(20240101).standard_normal((500, 500, 3), dtype=np.
 
 # --- shapes: polygons in unit coordinates (radius ~1), placed by _shape ----------------------
 
-def _ngon(n: int, radius: float = 1.0) -> np.ndarray:
-    a = 2 * np.pi * np.arange(n) / n
+def _ngon(n: int, radius: float = 1.0, first: float = -90) -> np.ndarray:
+    """Regular polygon; the first corner at `first` degrees (-90 = straight up, y points down)."""
+    a = np.radians(first) + 2 * np.pi * np.arange(n) / n
     return radius * np.stack([np.cos(a), np.sin(a)], 1)
 
 
@@ -58,14 +60,16 @@ def _star(inner: float) -> np.ndarray:
 def _shape(rng, size, *polygons) -> Image.Image:
     """Mask of the polygons (filled, then each following one punched out) at a random pose.
 
-    The object's diameter is 30-70% of the short side, mildly stretched, at any rotation, and
-    kept mostly inside the image so that crops usually still show enough of it.
+    The object's diameter is 50-80% of the short side and it lies inside the image, so most
+    crops still show enough of it (at 30-70% a small ResNet learned shapes far more slowly).
+    It stands upright give or take 20 degrees, as objects do in photos: every shape is symmetric about its vertical axis, so a flip never changes the class,
+    and an upright square differs from a circle by more than a few blurry corners.
     """
     w, h = size
     s = SUPERSAMPLE
-    r = rng.uniform(0.2, 0.375) * min(w, h)
-    stretch = np.array([rng.uniform(0.85, 1.15), 1.0])
-    rot = _rotation(rng.uniform(0, 2 * np.pi))
+    r = rng.uniform(0.25, 0.4) * min(w, h)
+    stretch = np.array([rng.uniform(0.9, 1.1), 1.0])
+    rot = _rotation(np.radians(rng.uniform(-20, 20)))
     centre = np.array([rng.uniform(r, w - r), rng.uniform(r, h - r)])
     mask = Image.new('L', (w * s, h * s), 0)
     draw = ImageDraw.Draw(mask)
@@ -84,15 +88,18 @@ def ring(rng, size):
 
 
 def square(rng, size):
-    return _shape(rng, size, _ngon(4, 1.1))
+    return _shape(rng, size, _ngon(4, 1.1, first=45))
 
 
 def triangle(rng, size):
     return _shape(rng, size, _ngon(3, 1.2))
 
 
-def hexagon(rng, size):
-    return _shape(rng, size, _ngon(6))
+def heart(rng, size):
+    t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    x = np.sin(t) ** 3
+    y = (np.cos(4 * t) + 2 * np.cos(3 * t) + 5 * np.cos(2 * t) - 13 * np.cos(t)) / 16 + 0.15
+    return _shape(rng, size, np.stack([x, y], 1))
 
 
 def star(rng, size):
@@ -146,7 +153,7 @@ def dots(rng, size):
 # Order matters: class k gets the wnid s{k+1:08d}, and `classes=N` keeps the first N.
 CLASSES = {
     'circle': circle, 'square': square, 'triangle': triangle, 'star': star, 'cross': cross,
-    'ring': ring, 'hexagon': hexagon, 'stripes': stripes, 'checkerboard': checkerboard, 'dots': dots,
+    'ring': ring, 'heart': heart, 'stripes': stripes, 'checkerboard': checkerboard, 'dots': dots,
 }
 DISTRACTORS = {'circle': _ngon(24), 'square': _ngon(4), 'triangle': _ngon(3), 'hexagon': _ngon(6),
                'star': _star(0.45)}
@@ -178,7 +185,7 @@ def _background(rng, size, colour) -> Image.Image:
 
 
 def _distractors(rng, img: Image.Image, avoid: str) -> None:
-    """0-3 small shapes of other kinds, far smaller than any main object (<= 10% vs >= 30%)."""
+    """0-2 small shapes of other kinds, far smaller than any main object (<= 10% vs >= 50%)."""
     draw = ImageDraw.Draw(img)
     w, h = img.size
     kinds = [k for k in DISTRACTORS if k != avoid]

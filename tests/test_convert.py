@@ -253,7 +253,7 @@ def test_killed_conversion_leaves_nothing_that_looks_valid(tmp_path):
     write_class_folders(data / 'train', {'n00000001': 300, 'n00000002': 300}, size=(480, 400))
     out = tmp_path / 'out' / 'train.beton'
     out.parent.mkdir()
-    for sig in (signal.SIGKILL, signal.SIGINT):
+    for sig in (signal.SIGINT, signal.SIGKILL):  # SIGKILL last: its leftovers are checked below
         proc = subprocess.Popen([sys.executable, WRITER, f'--cfg.data_dir={data}', f'--cfg.write_path={out}',
                                  '--cfg.split=train', '--cfg.num_workers=1', '--cfg.chunk_size=10'],
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)

@@ -4,9 +4,9 @@ A checkpoint is a dict saved with torch.save:
     format, version          -- to refuse foreign files with a clear message
     model_args               -- {arch, num_classes, use_blurpool}: enough to rebuild the model
     classes                  -- [{index, wnid, name}] of the training set
-    model, ema               -- state_dicts without `module.`/`_orig_mod.` prefixes (ema may be None)
+    model, ema, ema_updates  -- state_dicts without `module.`/`_orig_mod.` prefixes (ema may be None)
     optimizer, scaler        -- for resuming
-    epoch                    -- number of epochs completed
+    epoch, best_top_1        -- number of epochs completed, best validation top-1 so far
     rng                      -- torch/numpy/python generator states at the end of that epoch
     params                   -- the run's flat config
     metrics                  -- the last epoch's log record
@@ -67,6 +67,31 @@ def _torch_load(path, map_location):
         return torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
         fail(f'{path} is corrupt, truncated or not a PyTorch file ({str(e).splitlines()[0][:120]})')
+
+
+def training_state(model, ema, optimizer, scaler, epoch: int, best_top1: float, model_args: dict,
+                   classes: ClassList, params: dict, metrics: dict) -> dict:
+    """Everything a resumed run needs, and what analysis reads (see the format above)."""
+    return {'model_args': model_args, 'classes': classes.to_json(),
+            'model': unwrap(model).state_dict(), 'ema': ema.module.state_dict() if ema else None,
+            'ema_updates': ema.updates if ema else 0,
+            'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(),
+            'epoch': epoch, 'best_top_1': best_top1, 'rng': rng_state(),
+            'params': {k: v for k, v in params.items() if k != 'classes'}, 'metrics': metrics}
+
+
+def restore(checkpoint: dict, model, optimizer, scaler, ema) -> tuple[int, float]:
+    """Load a training_state into the live objects; returns (epochs done, best top-1)."""
+    model.load_state_dict(checkpoint['model'])
+    optimizer.load_state_dict(checkpoint['optimizer'])
+    scaler.load_state_dict(checkpoint['scaler'])
+    if ema is not None:
+        if checkpoint.get('ema') is None:
+            fail('the run folder\'s checkpoint has no EMA but this command asks for one')
+        ema.module.load_state_dict(checkpoint['ema'])
+        ema.updates = checkpoint['ema_updates']
+    set_rng_state(checkpoint['rng'])
+    return checkpoint['epoch'], checkpoint['best_top_1']
 
 
 def rng_state() -> dict:

@@ -36,6 +36,7 @@ Section('data', 'datasets and loading').params(
     gpu=Param(int, 'ignored (public-config compatibility); the device is set by torchrun/LOCAL_RANK', default=0),
     decoder=Param(And(str, OneOf(['fast', 'stock'])), '[added] fast: reproducible partial-decoding crops; stock: ffcv\'s', default='fast'),
     seed=Param(int, '[added] seed of sample order, augmentations and init', default=0),
+    min_crop_scale=Param(float, '[added] smallest random-resized-crop area, as a share of the image', default=0.08),
 )
 Section('lr', 'learning-rate schedule, set every iteration').params(
     lr=Param(float, 'peak learning rate (for the global batch)', default=0.5),

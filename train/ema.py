@@ -33,10 +33,3 @@ class EMA:
         torch._foreach_lerp_(self._dst_f, self._src_f, 1.0 - decay)
         for d, s in zip(self._dst_o, self._src_o):
             d.copy_(s)
-
-    def state_dict(self) -> dict:
-        return {'weights': self.module.state_dict(), 'updates': self.updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.module.load_state_dict(state['weights'])
-        self.updates = state['updates']

@@ -1,8 +1,7 @@
-"""FFCV loaders for training and validation, built one way for the trainer and the benchmarks.
+"""FFCV loaders for training and validation, built one way for the trainer, analysis and benchmarks.
 
-Images leave the loader as uint8 NHWC batches (viewed as channels_last NCHW) and are
-normalised in torch on the device: ffcv's jitted NormalizeImage after ToTensor makes
-`Loader()` loop forever on CPU, and uint8 is 4x less to copy to a GPU than float.
+Images leave the loader as uint8 NHWC batches (viewed as channels_last NCHW); inputs.Normalize
+turns them into model input on the device.
 """
 from __future__ import annotations
 
@@ -21,10 +20,8 @@ from fastimagenet.common.classes import ClassList, classes_of, read_info
 from fastimagenet.common.cli import fail
 
 from .decoders import RandomResizedCropFlipDecoder
+from .inputs import VAL_CROP_RATIO
 
-IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
-VAL_CROP_RATIO = 224 / 256
 
 
 @dataclass
@@ -99,18 +96,3 @@ def batches(loader: Loader, torch_threads: int):
     iterator = iter(loader)
     torch.set_num_threads(torch_threads)
     return iterator
-
-
-class Normalize(torch.nn.Module):
-    """uint8 NCHW (any memory format) -> normalised float in `dtype`, on the batch's device."""
-
-    def __init__(self, device, dtype=torch.float32, channels_last=True):
-        super().__init__()
-        self.mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1)
-        self.std = torch.tensor(IMAGENET_STD, device=device, dtype=dtype).view(1, 3, 1, 1)
-        self.dtype = dtype
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.to(dtype=self.dtype, memory_format=self.memory_format)
-        return (x - self.mean) / self.std

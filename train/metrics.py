@@ -7,20 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from .distributed import all_reduce_sum
-from .loaders import batches
-
-
-def forward_tta(model, images: torch.Tensor, lr_tta: bool) -> torch.Tensor:
-    """Logits, averaged with those of the left/right-flipped batch when `lr_tta`."""
-    logits = model(images)
-    if lr_tta:
-        logits = (logits + model(torch.flip(images, dims=[3]))) / 2
-    return logits
+from .inputs import forward_tta
 
 
 @torch.no_grad()
-def evaluate(model, loader, normalize, *, lr_tta: bool, expected: int | None = None,
-             autocast=nullcontext, torch_threads: int | None = None) -> dict:
+def evaluate(model, batches, normalize, *, lr_tta: bool, expected: int | None = None,
+             autocast=nullcontext) -> dict:
     """top_1, top_5 (fractions) and val_loss (plain cross-entropy) over all ranks' shares.
 
     Sums are reduced across processes, then divided once: no rank's batch sizes or
@@ -29,7 +21,7 @@ def evaluate(model, loader, normalize, *, lr_tta: bool, expected: int | None = N
     model.eval()
     device = normalize.mean.device
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, top5, count
-    for images, labels in (batches(loader, torch_threads) if torch_threads else loader):
+    for images, labels in batches:
         with autocast():
             logits = forward_tta(model, normalize(images), lr_tta).float()
         k = min(5, logits.shape[1])

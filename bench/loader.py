@@ -1,0 +1,160 @@
+"""Training-loader throughput, side by side on the same images, in one process.
+
+    python bench/loader.py --image-folder DIR [--res 160] [--batch-size 128] [--workers N] [--epochs 3]
+
+DIR is an ImageFolder (class folders of images). It is converted once, with the project's
+converter and its ImageNet settings (max side 500, 50% JPEG, quality 90), to a temporary
+.beton; then, alternating, steady-state epochs of:
+  torchvision   ImageFolder + DataLoader: RandomResizedCrop, flip, ToTensor, Normalize
+  ffcv_stock    ffcv's RandomResizedCropRGBImageDecoder + flip, as the public ffcv-imagenet trainer
+  project       the project's training loader, exactly as train/train_imagenet.py builds it
+  decode_only   every stored image decoded to full-size RGB (libjpeg-turbo), nothing else:
+                the bound no full-decode pipeline can pass
+Each pipeline's first epoch (numba compilation, worker start-up) is timed on its own.
+The last line printed is one JSON object with the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def convert(image_folder: Path, out: Path, workers: int) -> Path:
+    beton = out / 'bench.beton'
+    subprocess.run([sys.executable, str(ROOT / 'convert' / 'write_imagenet.py'), f'--cfg.data_dir={image_folder}',
+                    '--cfg.split=train', f'--cfg.write_path={beton}', '--cfg.max_resolution=500',
+                    '--cfg.write_mode=proportion', '--cfg.compress_probability=0.5', '--cfg.jpeg_quality=90',
+                    f'--cfg.num_workers={workers}'], check=True, stdout=subprocess.DEVNULL)
+    return beton
+
+
+def torchvision_epochs(folder: Path, res: int, batch_size: int, workers: int):
+    from torchvision import datasets, transforms as T
+    tf = T.Compose([T.RandomResizedCrop(res), T.RandomHorizontalFlip(), T.ToTensor(),
+                    T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    loader = torch.utils.data.DataLoader(datasets.ImageFolder(str(folder), tf), batch_size=batch_size,
+                                         shuffle=True, num_workers=workers, drop_last=True,
+                                         persistent_workers=workers > 0)
+
+    def epoch() -> int:
+        n = 0
+        for images, _ in loader:
+            n += len(images)
+        return n
+    return epoch
+
+
+def ffcv_epochs(beton: Path, res: int, batch_size: int, workers: int, kind: str):
+    from fastimagenet.train.inputs import Normalize
+    from fastimagenet.train.loaders import batches, train_loader
+    device = torch.device('cpu')
+    loader, decoder = train_loader(beton, batch_size=batch_size, num_workers=workers, in_memory=1, res=res,
+                                   seed=0, distributed=False, device=device,
+                                   decoder='fast' if kind == 'project' else 'stock')
+    normalize = Normalize(device)  # both end as normalised float batches, like torchvision's
+    state = {'epoch': 0}
+
+    def epoch() -> int:
+        if hasattr(decoder, 'epoch'):
+            decoder.epoch = state['epoch']
+        state['epoch'] += 1
+        n = 0
+        for images, _ in batches(loader, torch.get_num_threads()):
+            n += len(normalize(images))
+        return n
+    return epoch
+
+
+def decode_only_epochs(beton: Path, workers: int):
+    import numba
+    from ffcv.libffcv import imdecode
+
+    from fastimagenet.common.beton import MODE_JPG, BetonFile
+    f = BetonFile(beton)
+    data = np.memmap(beton, dtype=np.uint8, mode='r')
+    meta = f.image_meta
+    ptrs = meta['data_ptr'].astype(np.uint64)
+    sizes = np.array([f.image_bytes(i).size for i in range(len(f))], dtype=np.uint64)
+    heights, widths = meta['height'].astype(np.int64), meta['width'].astype(np.int64)
+    jpeg = meta['mode'] == MODE_JPG
+    buffers = np.zeros((workers, int(heights.max() * widths.max() * 3)), dtype=np.uint8)
+    decode = numba.njit(imdecode)
+
+    @numba.njit(parallel=True, nogil=True)
+    def run(data, ptrs, sizes, heights, widths, jpeg, buffers):
+        per_worker = (len(ptrs) + buffers.shape[0] - 1) // buffers.shape[0]
+        for w in numba.prange(buffers.shape[0]):
+            for i in range(w * per_worker, min((w + 1) * per_worker, len(ptrs))):
+                src = data[ptrs[i]:ptrs[i] + sizes[i]]
+                out = buffers[w, :heights[i] * widths[i] * 3]
+                if jpeg[i]:
+                    decode(src, out, heights[i], widths[i], heights[i], widths[i], 0, 0, 1, 1, False, False)
+                else:
+                    out[:] = src  # raw pixels: a copy is their "decode"
+        return len(ptrs)
+
+    def epoch() -> int:
+        numba.set_num_threads(workers)
+        return run(data, ptrs, sizes, heights, widths, jpeg, buffers)
+    return epoch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--image-folder', required=True, type=Path)
+    ap.add_argument('--res', type=int, default=160)
+    ap.add_argument('--batch-size', type=int, default=128)
+    ap.add_argument('--workers', type=int, default=os.cpu_count())
+    ap.add_argument('--epochs', type=int, default=3, help='timed epochs per pipeline, after the first')
+    args = ap.parse_args()
+    if not args.image_folder.is_dir():
+        sys.exit(f'error: {args.image_folder} is not a directory')
+    torch.set_num_threads(args.workers)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        beton = convert(args.image_folder, Path(tmp), args.workers)
+        pipelines = {
+            'torchvision': torchvision_epochs(args.image_folder, args.res, args.batch_size, args.workers),
+            'ffcv_stock': ffcv_epochs(beton, args.res, args.batch_size, args.workers, 'stock'),
+            'project': ffcv_epochs(beton, args.res, args.batch_size, args.workers, 'project'),
+            'decode_only': decode_only_epochs(beton, args.workers),
+        }
+        first, steady = {}, {name: [] for name in pipelines}
+        for name, epoch in pipelines.items():
+            t = time.perf_counter()
+            epoch()
+            first[name] = time.perf_counter() - t
+        for _ in range(args.epochs):  # alternating, so drift in machine speed hits all alike
+            for name, epoch in pipelines.items():
+                t = time.perf_counter()
+                n = epoch()
+                steady[name].append(n / (time.perf_counter() - t))
+
+    rate = {name: float(np.median(v)) for name, v in steady.items()}
+    print(f'{"pipeline":14s}{"img/s (median)":>16s}{"min":>10s}{"max":>10s}{"first epoch s":>16s}')
+    for name in pipelines:
+        print(f'{name:14s}{rate[name]:16.0f}{min(steady[name]):10.0f}{max(steady[name]):10.0f}{first[name]:16.1f}')
+    print(f'project / torchvision = {rate["project"] / rate["torchvision"]:.2f}x, '
+          f'project / ffcv_stock = {rate["project"] / rate["ffcv_stock"]:.2f}x, '
+          f'project / decode_only = {rate["project"] / rate["decode_only"]:.2f}x')
+    print(json.dumps({'torchvision_img_s': round(rate['torchvision'], 1),
+                      'ffcv_stock_img_s': round(rate['ffcv_stock'], 1),
+                      'project_img_s': round(rate['project'], 1),
+                      'decode_only_img_s': round(rate['decode_only'], 1),
+                      'first_epoch_s': round(first['project'], 2),
+                      'workers': args.workers, 'res': args.res}))
+
+
+if __name__ == '__main__':
+    main()

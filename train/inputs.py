@@ -1,0 +1,39 @@
+"""What the model sees: ImageNet normalisation, the validation crop, flip test-time augmentation.
+
+Kept apart from the loaders (which import ffcv, seconds of numba start-up) so prediction
+and the web demo prepare images with exactly these lines without paying for ffcv.
+"""
+from __future__ import annotations
+
+import torch
+
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+VAL_CROP_RATIO = 224 / 256  # validation: center crop of 224/256 of the short side, resized to the resolution
+
+
+class Normalize(torch.nn.Module):
+    """uint8 NCHW (any memory format) -> normalised float in `dtype`, on the batch's device.
+
+    Done in torch, not by ffcv: its jitted NormalizeImage after ToTensor makes `Loader()`
+    loop forever on CPU, and uint8 is 4x less to copy to a GPU than float.
+    """
+
+    def __init__(self, device, dtype=torch.float32, channels_last=True):
+        super().__init__()
+        self.mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD, device=device, dtype=dtype).view(1, 3, 1, 1)
+        self.dtype = dtype
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.to(dtype=self.dtype, memory_format=self.memory_format)
+        return (x - self.mean) / self.std
+
+
+def forward_tta(model, images: torch.Tensor, lr_tta: bool) -> torch.Tensor:
+    """Logits, averaged with those of the left/right-flipped batch when `lr_tta`."""
+    logits = model(images)
+    if lr_tta:
+        logits = (logits + model(torch.flip(images, dims=[3]))) / 2
+    return logits
