@@ -228,16 +228,22 @@ def render(name: str, rng: np.random.Generator) -> Image.Image:
 # --- the dataset ----------------------------------------------------------------------------------
 
 def write_sample(out_dir, train_per_class: int = 100, val_per_class: int = 30, seed: int = 0,
-                 classes: int | None = None, workers: int = 0) -> dict:
+                 classes: int | list[str] | None = None, workers: int = 0) -> dict:
     """Write the dataset under `out_dir`; returns {'classes': N, 'train': n, 'val': n}.
 
-    `classes` keeps the first N classes (all when None); `workers` processes draw the images
+    `classes` keeps the first N classes, or those named (all when None); `workers` processes draw the images
     (0 = one per core), with the same bytes as one. A previous sample in `out_dir` (recognised
     by its synsets.txt) is replaced; any other non-empty train/ or val/ raises FileExistsError.
     """
-    if classes is not None and not 1 <= classes <= len(CLASSES):
+    if isinstance(classes, list):
+        unknown = [c for c in classes if c not in CLASSES]
+        if unknown or not classes:
+            raise ValueError(f'unknown classes {unknown}; choose from {", ".join(CLASSES)}')
+        names = classes
+    elif classes is not None and not 1 <= classes <= len(CLASSES):
         raise ValueError(f'classes must be 1..{len(CLASSES)}, got {classes}')
-    names = list(CLASSES)[:classes]
+    else:
+        names = list(CLASSES)[:classes]
     out = Path(out_dir)
     _clear_previous(out)
     per_class = {'train': train_per_class, 'val': val_per_class}

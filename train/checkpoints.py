@@ -127,6 +127,9 @@ def load_model(path: str | os.PathLike, prefer_ema: bool = True, map_location='c
     elif isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
         params = _params_beside(path)
         state = strip_prefixes(obj)
+        if 'fc.weight' not in state:
+            fail(f'{path} is not a checkpoint of this project, nor the weights of the '
+                 f'{params["model.arch"]} that {path.parent / "params.json"} describes')
         args = {'arch': params['model.arch'], 'num_classes': state['fc.weight'].shape[0],
                 'use_blurpool': bool(params['training.use_blurpool'])}
         classes = ClassList.from_json(params['classes']) if 'classes' in params \

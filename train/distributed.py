@@ -81,6 +81,18 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def sync_buffers(module: torch.nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank.
+
+    DDP broadcasts them at the start of each forward, but each rank then updates its
+    own from its own batch: after training they differ, and each rank would validate
+    its share with a slightly different model than the one rank 0 saves.
+    """
+    if dist.is_initialized():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def broadcast_from_main(obj):
     """Rank 0's Python object, on every rank (e.g. a decision or a loaded checkpoint)."""
     if not dist.is_initialized():

@@ -13,6 +13,7 @@ import torch
 from ffcv.fields.basics import IntDecoder
 from ffcv.fields.rgb_image import CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder
 from ffcv.loader import Loader, OrderOption
+from ffcv.traversal_order.quasi_random import QuasiRandom
 from ffcv.transforms import RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
 
 from fastimagenet.common.beton import BetonFile
@@ -57,6 +58,20 @@ def _to_torch(device):
     return ([ToDevice(device, non_blocking=True)] if device.type == 'cuda' else []) + [ToTorchImage()]
 
 
+class ReproducibleQuasiRandom(QuasiRandom):
+    """ffcv's quasi-random order shuffles its page table in place, so the order of epoch e
+    depends on how many epochs the process has already run, and a resumed run would see
+    other batches than an uninterrupted one. This one shuffles a fresh copy every epoch."""
+
+    def sample_order(self, epoch: int):
+        pristine = self.page_to_samples_array
+        self.page_to_samples_array = pristine.copy()
+        try:
+            return super().sample_order(epoch)
+        finally:
+            self.page_to_samples_array = pristine
+
+
 def train_loader(path, *, batch_size, num_workers, in_memory, res, seed, distributed, device,
                  decoder='fast', scale=(0.08, 1.0)):
     """(Loader, decoder): set `decoder.output_size` (and `.epoch` for the fast one) each epoch."""
@@ -72,6 +87,8 @@ def train_loader(path, *, batch_size, num_workers, in_memory, res, seed, distrib
                     os_cache=bool(in_memory), drop_last=True, distributed=distributed, seed=seed,
                     pipelines={'image': image_ops + [ToTensor()] + _to_torch(device),
                                'label': _label_pipeline(device)})
+    if not distributed:
+        loader.traversal_order = ReproducibleQuasiRandom(loader)
     return loader, dec
 
 

@@ -145,6 +145,9 @@ def train(p: dict, ctx: distributed.Context) -> None:
 
         # ---- validate (exactly, over all ranks), log, checkpoint
         t1 = time.time()
+        for module in (model, ema.module if ema else None):
+            if module is not None:
+                distributed.sync_buffers(module)  # every rank validates what rank 0 saves
         record = {'epoch': epoch, 'lr': lr, 'res': res, 'train_loss': train_loss}
         if p['logging.log_level'] > 0 or epoch == epochs - 1:
             record.update(validate(model))
