@@ -75,7 +75,8 @@ def main(argv=None) -> None:
     from fastimagenet.analysis.preprocess import resolution_of
     from fastimagenet.train.checkpoints import load_model
     from fastimagenet.train.inputs import Normalize, forward_tta
-    from fastimagenet.train.loaders import batches, open_dataset, val_loader
+    from fastimagenet.common.classes import open_dataset
+    from fastimagenet.train.loaders import batches, val_loader
 
     val_set = open_dataset(args.val_dataset, 'val')
     model, classes, info = load_model(args.checkpoint, prefer_ema=bool(args.ema))

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import write_json_atomic
+from .beton import BetonFile
 from .cli import fail
 
 FORMAT = 'fastimagenet.dataset-info'
@@ -90,9 +91,31 @@ def classes_of(beton_path: str | os.PathLike, labels: np.ndarray | None = None) 
     if info is not None:
         return info.classes
     if labels is None:
-        from .beton import BetonFile
         labels = BetonFile(beton_path).labels
     return ClassList.numbered(int(labels.max()) + 1 if len(labels) else 0)
+
+
+@dataclass
+class Dataset:
+    path: Path
+    num_samples: int
+    classes: ClassList
+    labels: np.ndarray
+
+
+def open_dataset(path: str, what: str) -> Dataset:
+    """Check a .beton before any work: it exists, is ffcv, has image+label, agrees with its class list."""
+    if not path:
+        fail(f'--data.{what}_dataset is required')
+    beton = BetonFile(path)
+    info = read_info(path)
+    if info is not None and info.num_samples not in (None, beton.num_samples):
+        fail(f'{path} holds {beton.num_samples} images but {path}.json says {info.num_samples}; '
+             f'they come from different conversions')
+    classes = classes_of(path, beton.labels)
+    if beton.num_samples and beton.labels.max() >= len(classes):
+        fail(f'{path} has label {beton.labels.max()} but only {len(classes)} classes')
+    return Dataset(Path(path), beton.num_samples, classes, beton.labels)
 
 
 def read_synset_names(path: str | os.PathLike) -> dict[str, str]:

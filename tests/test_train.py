@@ -49,10 +49,24 @@ def read_log(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / LOG).read_text().splitlines()]
 
 
-def test_cpu_run_learns_and_writes_its_folder(betons, tmp_path):
-    run = tmp_path / 'run'
-    proc = script(TRAINER, *TINY, *data_args(betons), f'--logging.folder={run}', '--training.epochs=6',
-                  '--training.ema=1')
+RUN_ARGS = ['--training.epochs=6', '--training.ema=1']
+
+
+@pytest.fixture(scope='session')
+def trained(betons, tmp_path_factory):
+    """(run folder, stdout) of one 6-epoch run with EMA; tests that need a run copy the folder."""
+    run = tmp_path_factory.mktemp('trained') / 'run'
+    proc = script(TRAINER, *TINY, *data_args(betons), f'--logging.folder={run}', *RUN_ARGS)
+    return run, proc.stdout
+
+
+def copy_run(trained, tmp_path) -> Path:
+    shutil.copytree(trained[0], tmp_path / 'run')
+    return tmp_path / 'run'
+
+
+def test_cpu_run_learns_and_writes_its_folder(betons, trained, tmp_path):
+    run, stdout = copy_run(trained, tmp_path), trained[1]
     log = read_log(run)
     assert [r['epoch'] for r in log] == list(range(6))
     assert [r['res'] for r in log] == [32, 32, 64, 64, 64, 64]
@@ -62,7 +76,7 @@ def test_cpu_run_learns_and_writes_its_folder(betons, tmp_path):
         assert 0 <= r['top_1'] <= r['top_5'] <= 1 and r['val_count'] == VAL_COUNT
     assert log[-1]['train_loss'] < log[0]['train_loss']
     assert log[-1]['top_1'] > 0.5, log  # well above chance (0.25)
-    assert proc.stdout.strip().splitlines()[-1] == f'top_1: {log[-1]["top_1"]:.4f}'
+    assert stdout.strip().splitlines()[-1] == f'top_1: {log[-1]["top_1"]:.4f}'
 
     params = json.loads((run / PARAMS).read_text())
     assert params['model.arch'] == 'resnet18d' and params['dataset.num_classes'] == 4
@@ -74,13 +88,12 @@ def test_cpu_run_learns_and_writes_its_folder(betons, tmp_path):
     assert (run / BEST).exists()
 
     # the same command again: nothing to do, same answer
-    again = script(TRAINER, *TINY, *data_args(betons), f'--logging.folder={run}', '--training.epochs=6',
-                   '--training.ema=1')
+    again = script(TRAINER, *TINY, *data_args(betons), f'--logging.folder={run}', *RUN_ARGS)
     assert 'already holds the finished run' in again.stdout
-    assert again.stdout.strip().splitlines()[-1] == proc.stdout.strip().splitlines()[-1]
+    assert again.stdout.strip().splitlines()[-1] == stdout.strip().splitlines()[-1]
 
     # eval_only on the run's best checkpoint logs to eval.jsonl
-    ev = script(TRAINER, *TINY, *data_args(betons), f'--logging.folder={run}', '--training.epochs=6',
+    ev = script(TRAINER, *TINY, *data_args(betons), f'--logging.folder={run}', *RUN_ARGS,
                 '--training.eval_only=1', f'--training.checkpoint={run / LAST}')
     record = json.loads((run / 'eval.jsonl').read_text().splitlines()[-1])
     assert record['top_1'] == pytest.approx(log[-1]['top_1'])
@@ -138,11 +151,10 @@ def test_two_process_gloo_validation_equals_one_process(betons, tmp_path):
         assert single[key] == pytest.approx(ddp[key], abs=1e-5), key
 
 
-def test_folder_of_another_run_is_refused(betons, tmp_path):
-    run = tmp_path / 'run'
-    script(TRAINER, *TINY, *data_args(betons), f'--logging.folder={run}', '--training.epochs=1')
+def test_folder_of_another_run_is_refused(betons, trained, tmp_path):
+    run = copy_run(trained, tmp_path)
     before = (run / LAST).read_bytes()
-    proc = script(TRAINER, *TINY, *data_args(betons), f'--logging.folder={run}', '--training.epochs=1',
+    proc = script(TRAINER, *TINY, *data_args(betons), f'--logging.folder={run}', *RUN_ARGS,
                   '--lr.lr=0.3', check=False)
     assert 'lr.lr' in error_line(proc)
     assert (run / LAST).read_bytes() == before
@@ -154,12 +166,12 @@ def test_folder_of_another_run_is_refused(betons, tmp_path):
         for suffix in ('', '.json'):
             shutil.copy(f'{betons[name]}{suffix}', moved / f'{name}.beton{suffix}')
     ok = script(TRAINER, *TINY, f'--data.train_dataset={moved}/train.beton',
-                f'--data.val_dataset={moved}/val.beton', f'--logging.folder={run}', '--training.epochs=1',
+                f'--data.val_dataset={moved}/val.beton', f'--logging.folder={run}', *RUN_ARGS,
                 '--data.num_workers=2')
     assert 'already holds the finished run' in ok.stdout
 
 
-def test_bad_inputs_fail_in_one_line(betons, tmp_path):
+def test_bad_inputs_fail_in_one_line(betons, trained, tmp_path):
     def fails(*extra, folder=tmp_path / 'x') -> str:
         return error_line(script(TRAINER, *TINY, f'--logging.folder={folder}', *extra, check=False))
 
@@ -174,27 +186,27 @@ def test_bad_inputs_fail_in_one_line(betons, tmp_path):
     assert 'CPU cores' in fails(train, val, '--training.distributed=1', '--dist.world_size=64')
     assert 'multiple of 32' in fails(train, val, '--resolution.max_res=100')
 
-    run = tmp_path / 'run'
-    script(TRAINER, *TINY, train, val, f'--logging.folder={run}', '--training.epochs=1',
-           '--logging.log_level=0')
+    run = copy_run(trained, tmp_path)
     good = (run / LAST).read_bytes()
     (run / LAST).write_bytes(good[:len(good) // 3])  # truncated, as by a full disk
-    assert 'corrupt' in fails(train, val, '--training.epochs=1', '--logging.log_level=0', folder=run)
+    assert 'corrupt' in fails(train, val, *RUN_ARGS, folder=run)
     torch.save({'conv1.weight': torch.zeros(1)}, run / LAST)  # someone else's state_dict
-    assert 'not a checkpoint of this project' in fails(train, val, '--training.epochs=1',
-                                                      '--logging.log_level=0', folder=run)
+    assert 'not a checkpoint of this project' in fails(train, val, *RUN_ARGS, folder=run)
     assert 'not a checkpoint of this project' in fails(train, val, '--training.eval_only=1',
                                                       f'--training.checkpoint={run / LAST}', folder=run)
 
 
 def fields_beton(tmp_path: Path) -> Path:
-    """A valid .beton whose fields are not image+label."""
+    """A valid .beton whose first field is not called `image` (as another ffcv dataset's would be)."""
     import numpy as np
-    from ffcv.fields import FloatField, IntField
-    from ffcv.writer import DatasetWriter
+    from fastimagenet.common.beton import MODE_RAW, BetonWriter, HeaderType
     path = tmp_path / 'fields.beton'
-    writer = DatasetWriter(str(path), {'x': FloatField(), 'y': IntField()}, num_workers=1)
-    writer.from_indexed_dataset([(float(i), i) for i in range(4)])
+    with open(path, 'wb') as f:
+        writer = BetonWriter(f, capacity=1)
+        writer.add(MODE_RAW, 1, 1, np.zeros(3, np.uint8), 0)
+        writer.finish()
+        f.seek(HeaderType.itemsize + 1)  # the first descriptor's name
+        f.write(b'pixels')
     return path
 
 

@@ -5,9 +5,6 @@ turns them into model input on the device.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 import torch
 from ffcv.fields.basics import IntDecoder
@@ -17,35 +14,9 @@ from ffcv.traversal_order.quasi_random import QuasiRandom
 from ffcv.transforms import RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
 
 from fastimagenet.common.beton import BetonFile
-from fastimagenet.common.classes import ClassList, classes_of, read_info
-from fastimagenet.common.cli import fail
 
 from .decoders import RandomResizedCropFlipDecoder
 from .inputs import VAL_CROP_RATIO
-
-
-
-@dataclass
-class Dataset:
-    path: Path
-    num_samples: int
-    classes: ClassList
-    labels: np.ndarray
-
-
-def open_dataset(path: str, what: str) -> Dataset:
-    """Check a .beton before any work: it exists, is ffcv, has image+label, agrees with its class list."""
-    if not path:
-        fail(f'--data.{what}_dataset is required')
-    beton = BetonFile(path)
-    info = read_info(path)
-    if info is not None and info.num_samples not in (None, beton.num_samples):
-        fail(f'{path} holds {beton.num_samples} images but {path}.json says {info.num_samples}; '
-             f'they come from different conversions')
-    classes = classes_of(path, beton.labels)
-    if beton.num_samples and beton.labels.max() >= len(classes):
-        fail(f'{path} has label {beton.labels.max()} but only {len(classes)} classes')
-    return Dataset(Path(path), beton.num_samples, classes, beton.labels)
 
 
 def _label_pipeline(device):

@@ -24,7 +24,7 @@ from fastimagenet.common.cli import fail, run
 from fastimagenet.train import checkpoints, config, distributed
 from fastimagenet.train.ema import EMA
 from fastimagenet.train.inputs import Normalize
-from fastimagenet.train.loaders import batches, open_dataset, train_loader, val_loader
+from fastimagenet.common.classes import open_dataset
 from fastimagenet.train.metrics import evaluate
 from fastimagenet.train.model import build_model
 from fastimagenet.train.runs import BEST, FINAL, LAST, RunFolder
@@ -92,7 +92,9 @@ def train(p: dict, ctx: distributed.Context) -> None:
     if ctx.distributed:
         train_model = DDP(train_model, device_ids=[device.index] if device.type == 'cuda' else None)
 
-    # ---- data
+    # ---- data (ffcv is imported only now: its import alone costs seconds of numba compilation,
+    # which a bad argument should not have to wait for)
+    from fastimagenet.train.loaders import batches, train_loader, val_loader
     workers, threads = cpu_budget(p, ctx)
     loader, decoder = train_loader(train_set.path, batch_size=p['training.batch_size'], num_workers=workers,
                                    in_memory=p['data.in_memory'], res=res_of(p, start_epoch), seed=p['data.seed'],
@@ -187,6 +189,7 @@ def evaluate_checkpoint(p: dict, ctx: distributed.Context) -> None:
                                             str(folder / BEST))
     val_set = open_dataset(p['data.val_dataset'], 'val')
     autocast, _ = precision_of(p, ctx.device)
+    from fastimagenet.train.loaders import batches, val_loader
     workers, threads = cpu_budget(p, ctx)
     val = val_loader(val_set.path, batch_size=p['validation.batch_size'], num_workers=workers,
                      in_memory=p['data.in_memory'], res=p['validation.resolution'], device=ctx.device,
