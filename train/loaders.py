@@ -1,7 +1,7 @@
 """FFCV loaders for training and validation, built one way for the trainer, analysis and benchmarks.
 
-Images leave the loader as uint8 NHWC batches (viewed as channels_last NCHW); inputs.Normalize
-turns them into model input on the device.
+Images leave the loader as channels_last NCHW batches: uint8 on a GPU (inputs.Normalize turns
+them into model input there), already normalised float32 on a CPU.
 """
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from ffcv.fields.basics import IntDecoder
 from ffcv.fields.rgb_image import CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder
 from ffcv.loader import Loader, OrderOption
 from ffcv.traversal_order.quasi_random import QuasiRandom
-from ffcv.transforms import RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
+from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
 
 from fastimagenet.common.beton import BetonFile
 
 from .decoders import RandomResizedCropFlipDecoder
-from .inputs import VAL_CROP_RATIO
+from .inputs import IMAGENET_MEAN, IMAGENET_STD, VAL_CROP_RATIO
 
 
 def _label_pipeline(device):
@@ -24,9 +24,16 @@ def _label_pipeline(device):
     return ops + ([ToDevice(device, non_blocking=True)] if device.type == 'cuda' else [])
 
 
-def _to_torch(device):
-    # ToTorchImage gives NCHW over NHWC memory: channels_last, no copy.
-    return ([ToDevice(device, non_blocking=True)] if device.type == 'cuda' else []) + [ToTorchImage()]
+def _image_tail(device):
+    """After decoding. On a GPU: uint8 to the device (4x less to copy than float), normalised
+    there by inputs.Normalize. On a CPU: normalised here, in ffcv's decoding threads, so the
+    main thread is left to the model. ffcv's NormalizeImage is jitted, so it must come before
+    ToTensor: after it, Loader() loops forever in ffcv's graph grouping.
+    ToTorchImage gives NCHW over NHWC memory: channels_last, no copy."""
+    if device.type == 'cuda':
+        return [ToTensor(), ToDevice(device, non_blocking=True), ToTorchImage()]
+    return [NormalizeImage(np.array(IMAGENET_MEAN), np.array(IMAGENET_STD), np.float32),
+            ToTensor(), ToTorchImage()]
 
 
 class ReproducibleQuasiRandom(QuasiRandom):
@@ -56,7 +63,7 @@ def train_loader(path, *, batch_size, num_workers, in_memory, res, seed, distrib
                     # quasi-random reads pages in bulk (fast from disk) but does not split across ranks
                     order=OrderOption.RANDOM if distributed else OrderOption.QUASI_RANDOM,
                     os_cache=bool(in_memory), drop_last=True, distributed=distributed, seed=seed,
-                    pipelines={'image': image_ops + [ToTensor()] + _to_torch(device),
+                    pipelines={'image': image_ops + _image_tail(device),
                                'label': _label_pipeline(device)})
     if not distributed:
         loader.traversal_order = ReproducibleQuasiRandom(loader)
@@ -74,7 +81,7 @@ def val_loader(path, *, batch_size, num_workers, in_memory, res, device, rank=0,
                   order=OrderOption.SEQUENTIAL, os_cache=bool(in_memory), drop_last=False,
                   indices=np.arange(rank, num_samples, world_size),
                   pipelines={'image': [CenterCropRGBImageDecoder((res, res), ratio=VAL_CROP_RATIO),
-                                       ToTensor()] + _to_torch(device),
+                                       *_image_tail(device)],
                              'label': _label_pipeline(device)})
 
 

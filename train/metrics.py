@@ -19,7 +19,7 @@ def evaluate(model, batches, normalize, *, lr_tta: bool, expected: int | None = 
     padding can tilt the result. `expected` (the dataset size) is checked against the count.
     """
     model.eval()
-    device = normalize.mean.device
+    device = normalize.scale.device
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, top5, count
     for images, labels in batches:
         with autocast():
