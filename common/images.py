@@ -37,7 +37,7 @@ def load_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray
                 # draft() keeps the size >= the request, so quality is kept.
                 im.draft('RGB', (max_side, max_side))
             im.load()  # decodes now: a truncated file raises here, not later
-            im = ImageOps.exif_transpose(im)
+            ImageOps.exif_transpose(im, in_place=True)  # in place: otherwise a copy of every image
             rgb = to_rgb_array(im)
     except BadImage:
         raise
@@ -65,7 +65,7 @@ def to_rgb_array(im: Image.Image) -> np.ndarray:
         im = Image.alpha_composite(background, im)
     if im.mode != 'RGB':
         im = im.convert('RGB')  # L, 1, P, CMYK (Adobe-inverted too), YCbCr, LAB ...
-    return np.asarray(im, dtype=np.uint8).copy()
+    return np.asarray(im, dtype=np.uint8)
 
 
 def resize_max_side(image: np.ndarray, max_side: int | None) -> np.ndarray:
