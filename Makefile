@@ -51,5 +51,19 @@ ablation-demo: sample
 	$(PY) train/ablate.py --config-file cpu_sample.yaml --epochs 4,8 --out runs/ablation-demo \
 	    --data.train_dataset=$(SAMPLE_FFCV)/train.beton --data.val_dataset=$(SAMPLE_FFCV)/val.beton
 
+# Benchmarks (bench/RESULTS.md): loader, converter and model throughput, on the built-in sample
+# and on real photographs cut from Debian's wallpaper packages. Each prints a JSON line last.
+PHOTOS := data/photos
+WALLPAPERS := gnome-backgrounds plasma-workspace-wallpapers
+bench: sample
+	@dpkg -s $(WALLPAPERS) >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(WALLPAPERS) >/dev/null; }
+	@test -d $(PHOTOS) || $(PY) bench/photos.py --out $(PHOTOS)
+	$(PY) bench/loader.py --image-folder $(SAMPLE)/train
+	$(PY) bench/loader.py --image-folder $(PHOTOS)
+	$(PY) bench/convert.py --image-folder $(SAMPLE)/train
+	$(PY) bench/convert.py --image-folder $(PHOTOS)
+	$(PY) bench/train_step.py
+
 clean:
 	rm -rf data runs .pytest_cache

@@ -9,9 +9,12 @@ and we read theirs:
 We write it ourselves instead of through `ffcv.writer.DatasetWriter` because that writer
 hangs forever when a worker raises (one corrupt JPEG stops an ImageNet conversion
 without a message), cannot skip a sample once the count is fixed, and draws its
-JPEG/raw choice from unseeded per-process generators. Here workers only decode and
-encode; this single writer appends samples in order, so the output is the same bytes
-whatever the number of workers.
+JPEG/raw choice from unseeded per-process generators.
+
+Two ways to fill the data pages: `BetonWriter.add` appends in one process; `SharedPages`
+lets worker processes write their samples straight into the file (the converter's way:
+funnelling every image through one process costs a core at ImageNet rates), each
+reporting back only where it put them for `BetonWriter.place`.
 """
 from __future__ import annotations
 
@@ -74,6 +77,7 @@ class BetonWriter:
         fp.seek(self.data_start)
 
     def add(self, mode: int, height: int, width: int, data: np.ndarray, label: int) -> None:
+        """Append a sample's bytes to the file."""
         size = data.nbytes
         if size > self.page_size:
             raise ValueError(f'sample of {size} bytes does not fit a {self.page_size}-byte page')
@@ -82,6 +86,10 @@ class BetonWriter:
         ptr = self.data_start + self.pages_written * self.page_size + self.page_fill
         self.page[self.page_fill:self.page_fill + size] = data.reshape(-1)
         self.page_fill += size
+        self.place(mode, height, width, ptr, size, label)
+
+    def place(self, mode: int, height: int, width: int, ptr: int, size: int, label: int) -> None:
+        """Record the next sample, whose bytes are already in the file at `ptr`."""
         i = self.count
         self.metadata[i]['f0'] = (mode, width, height, ptr)
         self.metadata[i]['f1'] = label
@@ -95,10 +103,12 @@ class BetonWriter:
         self.pages_written += 1
         self.page_fill = 0
 
-    def finish(self) -> int:
+    def finish(self, shared_pages: int = 0) -> int:
+        """Write the tables; `shared_pages`: pages that SharedPages handed out (after ours)."""
         if self.page_fill:
             self._flush_page()
-        alloc_table_ptr = self.fp.tell()
+        alloc_table_ptr = self.data_start + (self.pages_written + shared_pages) * self.page_size
+        self.fp.seek(alloc_table_ptr)
         self.fp.write(self.allocations[:self.count].tobytes())
 
         header = np.zeros(1, dtype=HeaderType)[0]
@@ -117,6 +127,49 @@ class BetonWriter:
         self.fp.write(self.metadata[:self.count].tobytes())
         self.fp.flush()
         return self.count
+
+
+class SharedPages:
+    """Data pages of one file, handed out to several writer processes.
+
+    Each process fills whole pages of its own (a sample never straddles two, as ffcv's
+    process cache requires), claiming the next free page from a counter shared by all, and
+    writes each sample at its place at once. Where samples land depends on scheduling;
+    what each sample holds does not. Create it in the parent; use it in the workers.
+    """
+
+    def __init__(self, path: str | os.PathLike, data_start: int, page_size: int):
+        import multiprocessing
+        self.path, self.data_start, self.page_size = str(path), data_start, page_size
+        self.pages = multiprocessing.Value('q', 0)  # pages claimed so far, by all processes
+        self._fd = None
+        self._page, self._fill = -1, page_size
+
+    def __getstate__(self):  # a process's open file and current page are its own
+        return {**self.__dict__, '_fd': None, '_page': -1, '_fill': self.page_size}
+
+    def write(self, data: np.ndarray) -> int:
+        """Write one sample; -> its offset in the file."""
+        size = data.nbytes
+        if size > self.page_size:
+            raise ValueError(f'sample of {size} bytes does not fit a {self.page_size}-byte page')
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY)
+        if self._fill + size > self.page_size:
+            with self.pages.get_lock():
+                self._page = self.pages.value
+                self.pages.value += 1
+            self._fill = 0
+        ptr = self.data_start + self._page * self.page_size + self._fill
+        view = memoryview(np.ascontiguousarray(data)).cast('B')
+        while view:  # pwrite may write less than asked
+            view = view[os.pwrite(self._fd, view, ptr + size - len(view)):]
+        self._fill += size
+        return ptr
+
+    @property
+    def claimed(self) -> int:
+        return self.pages.value
 
 
 class BetonFile:

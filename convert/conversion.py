@@ -1,9 +1,11 @@
 """Convert one split to a `.beton`: decode in worker processes, write in order, rename when whole.
 
-Workers decode (PIL, any mode, EXIF-rotated), shrink to `max_resolution` and encode each
-image as ffcv stores it; an image that does not decode comes back as a reason instead
-and is listed in `<file>.skipped.csv`. Only this process writes, so one bad file or a
-crashed worker can never leave the output half-made or hang the conversion.
+Workers decode (PIL, any mode, EXIF-rotated), shrink to `max_resolution`, encode each
+image as ffcv stores it and write it into the data pages of the temporary file themselves
+(common/beton.py:SharedPages); only where it went comes back. An image that does not
+decode comes back as a reason instead and is listed in `<file>.skipped.csv`. This process
+records the samples in order, writes the tables and renames the file into place, so one
+bad file never leaves the output half-made or hangs the conversion.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fastimagenet.common.atomic import atomic_path, write_text_atomic
-from fastimagenet.common.beton import MODE_JPG, MODE_RAW, BetonWriter, page_size_for
+from fastimagenet.common.beton import MODE_JPG, MODE_RAW, BetonWriter, SharedPages, page_size_for
 from fastimagenet.common.classes import write_info
 from fastimagenet.common.cli import fail
 from fastimagenet.common.images import BadImage, encode_jpeg, load_rgb
@@ -57,7 +59,7 @@ def skipped_report_path(write_path: Path) -> Path:
 
 
 def encode_one(index: int, path: str, enc: Encoding):
-    """-> (mode, height, width, bytes) or a reason string."""
+    """-> (mode, height, width, data) or a reason string."""
     try:
         image = load_rgb(path, enc.max_resolution)
         h, w = image.shape[:2]
@@ -70,17 +72,30 @@ def encode_one(index: int, path: str, enc: Encoding):
         return f'{type(e).__name__}: {e}'.splitlines()[0]
 
 
+_pages: SharedPages | None = None  # this worker's handle on the output file
+
+
 def _encode_chunk(args):
+    """-> [(index, (mode, height, width, ptr, size) or reason)], the data already in the file."""
     chunk, enc = args
-    return [(i, encode_one(i, path, enc)) for i, path in chunk]
+    out = []
+    for i, path in chunk:
+        result = encode_one(i, path, enc)
+        if not isinstance(result, str):
+            mode, h, w, data = result
+            result = mode, h, w, _pages.write(data), data.nbytes
+        out.append((i, result))
+    return out
 
 
-def _worker_init():
-    # Ctrl-C is handled once, by the writer; OpenCV's own threads would only fight
+def _worker_init(pages: SharedPages):
+    # Ctrl-C is handled once, by the parent; OpenCV's own threads would only fight
     # the worker processes for the same cores.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import cv2
     cv2.setNumThreads(1)
+    global _pages
+    _pages = pages
 
 
 def convert_split(source: SplitSource, write_path: Path, enc: Encoding, num_workers: int,
@@ -98,24 +113,27 @@ def convert_split(source: SplitSource, write_path: Path, enc: Encoding, num_work
     bytes_written = 0
 
     with atomic_path(write_path) as tmp:
-        with open(tmp, 'wb') as fp, Pool(num_workers, initializer=_worker_init) as pool:
+        with open(tmp, 'wb') as fp:
             writer = BetonWriter(fp, capacity=len(samples), page_size=page_size)
-            bar = tqdm(total=len(samples), unit='img', desc=f'{source.split} -> {write_path.name}',
-                       smoothing=0.05, dynamic_ncols=True)
-            for results in pool.imap(_encode_chunk, tasks):
-                for i, result in results:
-                    path, label = samples[i]
-                    if isinstance(result, str):
-                        skipped.append((path, result))
-                        continue
-                    mode, h, w, data = result
-                    writer.add(mode, h, w, data, label)
-                    counts[label] += 1
-                    bytes_written += data.nbytes
-                bar.update(len(results))
-                bar.set_postfix(skipped=len(skipped), refresh=False)
-            bar.close()
-            written = writer.finish()
+            pages = SharedPages(tmp, writer.data_start, page_size)
+            # The workers write each sample before answering for it: once the last answer
+            # is in, so is every byte (leaving the block terminates the pool).
+            with Pool(num_workers, initializer=_worker_init, initargs=(pages,)) as pool:
+                bar = tqdm(total=len(samples), unit='img', desc=f'{source.split} -> {write_path.name}',
+                           smoothing=0.05, dynamic_ncols=True)
+                for results in pool.imap(_encode_chunk, tasks):
+                    for i, result in results:
+                        path, label = samples[i]
+                        if isinstance(result, str):
+                            skipped.append((path, result))
+                            continue
+                        writer.place(*result, label)
+                        counts[label] += 1
+                        bytes_written += result[-1]
+                    bar.update(len(results))
+                    bar.set_postfix(skipped=len(skipped), refresh=False)
+                bar.close()
+            written = writer.finish(shared_pages=pages.claimed)
         if written == 0:
             fail(f'none of the {len(samples)} images in {source.folder} could be decoded '
                  f'(first: {skipped[0][0]}: {skipped[0][1]})')

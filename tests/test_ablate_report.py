@@ -181,6 +181,9 @@ def test_dry_run_prints_the_stretched_commands_and_skips_finished_runs(tmp_path)
     assert [b.command for b in plan([RN50_88], {**DATA_OVERRIDES, 'lr.lr': '1.5'}, [16, 88], out, 2)] == \
         [stretched_command(16, 11, 13, out, torchrun), stretched_command(88, 65, 76, out, torchrun)]
 
+    scaled = plan([RN50_88], {**DATA_OVERRIDES, 'lr.lr': '1.5'}, [16], out, None, lr_peak='fraction')[0]
+    assert '--lr.lr_peak_epoch=0.3636' in scaled.command and scaled.params['lr.lr_peak_epoch'] == 0.3636
+
 
 def test_unknown_override_fails_before_anything_runs(tmp_path):
     proc = script('train/ablate.py', '--config-file', RN50_88, '--epochs', '16,88', '--out', tmp_path / 'a',

@@ -60,6 +60,9 @@ def test_stretch_reproduces_the_public_ramps():
         s = stretch(base, epochs)
         assert (s['resolution.start_ramp'], s['resolution.end_ramp']) == ramp
         assert s['lr.lr_peak_epoch'] == 2
+        scaled = stretch(base, epochs, lr_peak='fraction')
+        assert scaled['lr.lr_peak_epoch'] == pytest.approx(2 * epochs / 88, abs=1e-4)
+        assert scaled['resolution.start_ramp'] == s['resolution.start_ramp']
 
 
 def test_bare_config_name_is_found_in_rn50_configs():

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from fastimagenet.common.cli import fail, run
 from fastimagenet.train.sweep import inspect, parse_budgets, parse_overrides, plan
+from fastimagenet.train.schedules import LR_PEAK_PLACEMENTS
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,6 +35,9 @@ def arguments():
     parser.add_argument('--epochs', required=True, help='budgets, comma-separated: 16,24,32')
     parser.add_argument('--out', required=True, help='sweep folder: OUT/ep<E>/ per budget, and the report')
     parser.add_argument('--nproc', type=int, help='processes per run, launched with torchrun')
+    parser.add_argument('--lr-peak', choices=LR_PEAK_PLACEMENTS, default='epochs',
+                        help='epochs: keep the warm-up length in epochs, as the public configs do '
+                        '(default); fraction: scale it with the budget')
     parser.add_argument('--dry-run', action='store_true', help='print the commands instead of running them')
     return parser.parse_known_args()
 
@@ -44,7 +48,8 @@ def main() -> None:
         fail('--config-file is required: the recipe to stretch to each budget')
     if args.nproc is not None and args.nproc < 1:
         fail(f'--nproc must be at least 1, got {args.nproc}')
-    budgets = plan(args.config_file, parse_overrides(rest), parse_budgets(args.epochs), Path(args.out), args.nproc)
+    budgets = plan(args.config_file, parse_overrides(rest), parse_budgets(args.epochs), Path(args.out), args.nproc,
+                   args.lr_peak)
     for budget in budgets:  # every folder checked before the first run starts
         inspect(budget)
 

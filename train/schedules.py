@@ -40,21 +40,29 @@ def resolution_at(epoch: int, *, min_res: int, max_res: int, start_ramp: int, en
     return int(round(res / 32)) * 32
 
 
-def stretch(params: dict, epochs: int) -> dict:
+LR_PEAK_PLACEMENTS = ('epochs', 'fraction')
+
+
+def stretch(params: dict, epochs: int, lr_peak: str = 'epochs') -> dict:
     """The same recipe over another epoch budget (flat 'section.key' params).
 
     The resolution ramp keeps its place as a fraction of training: the published
     ffcv-imagenet configs follow start_ramp = 3/4·E - 1 and end_ramp = 7/8·E - 1 exactly,
-    and stretching their 88-epoch config reproduces every other one. The LR warm-up keeps
-    its length in epochs (they use lr_peak_epoch = 2 at every budget): it protects the
-    large-batch start, which is no shorter in a short run.
+    and stretching their 88-epoch config reproduces every other one. By default the LR
+    warm-up keeps its length in epochs (they use lr_peak_epoch = 2 at every budget): it
+    protects the large-batch start, which is no shorter in a short run. lr_peak='fraction'
+    scales it with the budget instead (2 of 88 epochs becomes 0.36 of 16).
     """
+    if lr_peak not in LR_PEAK_PLACEMENTS:
+        raise ValueError(f'lr_peak must be one of {LR_PEAK_PLACEMENTS}, got {lr_peak!r}')
     base = params['training.epochs']
     out = dict(params)
     out['training.epochs'] = epochs
     for key in ('resolution.start_ramp', 'resolution.end_ramp'):
         fraction = (params[key] + 1) / base
         out[key] = max(0, round(fraction * epochs) - 1)
+    if lr_peak == 'fraction':
+        out['lr.lr_peak_epoch'] = round(params['lr.lr_peak_epoch'] * epochs / base, 4)
     if params.get('lr.lr_schedule_type') == 'step':
         out['lr.step_length'] = max(1, round(params['lr.step_length'] * epochs / base))
     return out

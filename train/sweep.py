@@ -79,7 +79,7 @@ def trainer_keys() -> list[str]:
 
 
 def plan(config_files: list[str], overrides: dict[str, str], budgets: list[int], out: Path,
-         nproc: int | None) -> list[Budget]:
+         nproc: int | None, lr_peak: str = 'epochs') -> list[Budget]:
     """The trainer command of every budget, each parsed as the trainer will parse it.
 
     The base recipe is the config file(s) with the overrides; `stretch` moves what depends
@@ -95,7 +95,7 @@ def plan(config_files: list[str], overrides: dict[str, str], budgets: list[int],
         trainer = str(TRAINER)
     budgets_out = []
     for epochs in budgets:
-        stretched = stretch(base, epochs)
+        stretched = stretch(base, epochs, lr_peak)
         changed = {k: v for k, v in stretched.items() if '.' in k and v != base[k]}
         per_budget = {'training.epochs': epochs, 'resolution.start_ramp': stretched['resolution.start_ramp'],
                       'resolution.end_ramp': stretched['resolution.end_ramp'], **changed,
