@@ -18,6 +18,7 @@ reporting back only where it put them for `BetonWriter.place`.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 from pathlib import Path
 from typing import BinaryIO
@@ -104,7 +105,10 @@ class BetonWriter:
         self.page_fill = 0
 
     def finish(self, shared_pages: int = 0) -> int:
-        """Write the tables; `shared_pages`: pages that SharedPages handed out (after ours)."""
+        """Write the tables. `shared_pages`: how many pages SharedPages handed out, when the
+        samples went through it (and `place`) instead of `add`; the two fill the same pages."""
+        if shared_pages and (self.pages_written or self.page_fill):
+            raise ValueError('samples were both added here and written through SharedPages')
         if self.page_fill:
             self._flush_page()
         alloc_table_ptr = self.data_start + (self.pages_written + shared_pages) * self.page_size
@@ -139,7 +143,6 @@ class SharedPages:
     """
 
     def __init__(self, path: str | os.PathLike, data_start: int, page_size: int):
-        import multiprocessing
         self.path, self.data_start, self.page_size = str(path), data_start, page_size
         self.pages = multiprocessing.Value('q', 0)  # pages claimed so far, by all processes
         self._fd = None

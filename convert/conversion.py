@@ -1,4 +1,4 @@
-"""Convert one split to a `.beton`: decode in worker processes, write in order, rename when whole.
+"""Convert one split to a `.beton`: workers decode and write, this process indexes, rename when whole.
 
 Workers decode (PIL, any mode, EXIF-rotated), shrink to `max_resolution`, encode each
 image as ffcv stores it and write it into the data pages of the temporary file themselves
@@ -113,27 +113,29 @@ def convert_split(source: SplitSource, write_path: Path, enc: Encoding, num_work
     bytes_written = 0
 
     with atomic_path(write_path) as tmp:
-        with open(tmp, 'wb') as fp:
-            writer = BetonWriter(fp, capacity=len(samples), page_size=page_size)
-            pages = SharedPages(tmp, writer.data_start, page_size)
-            # The workers write each sample before answering for it: once the last answer
-            # is in, so is every byte (leaving the block terminates the pool).
-            with Pool(num_workers, initializer=_worker_init, initargs=(pages,)) as pool:
-                bar = tqdm(total=len(samples), unit='img', desc=f'{source.split} -> {write_path.name}',
-                           smoothing=0.05, dynamic_ncols=True)
-                for results in pool.imap(_encode_chunk, tasks):
-                    for i, result in results:
-                        path, label = samples[i]
-                        if isinstance(result, str):
-                            skipped.append((path, result))
-                            continue
-                        writer.place(*result, label)
-                        counts[label] += 1
-                        bytes_written += result[-1]
-                    bar.update(len(results))
-                    bar.set_postfix(skipped=len(skipped), refresh=False)
-                bar.close()
-            written = writer.finish(shared_pages=pages.claimed)
+        try:
+            with open(tmp, 'wb') as fp:
+                writer = BetonWriter(fp, capacity=len(samples), page_size=page_size)
+                pages = SharedPages(tmp, writer.data_start, page_size)
+                # The workers write each sample before answering for it: once the last answer
+                # is in, so is every byte (leaving the block terminates the pool).
+                with Pool(num_workers, initializer=_worker_init, initargs=(pages,)) as pool, \
+                        tqdm(total=len(samples), unit='img', desc=f'{source.split} -> {write_path.name}',
+                             smoothing=0.05, dynamic_ncols=True) as bar:
+                    for results in pool.imap(_encode_chunk, tasks):
+                        for i, result in results:
+                            path, label = samples[i]
+                            if isinstance(result, str):
+                                skipped.append((path, result))
+                                continue
+                            writer.place(*result, label)
+                            counts[label] += 1
+                            bytes_written += result[-1]
+                        bar.update(len(results))
+                        bar.set_postfix(skipped=len(skipped), refresh=False)
+                written = writer.finish(shared_pages=pages.claimed)
+        except OSError as e:  # disk full, no permission, a vanished mount: here or in a worker
+            fail(f'could not write {write_path}: {e.strerror or e} (nothing was left at that path)')
         if written == 0:
             fail(f'none of the {len(samples)} images in {source.folder} could be decoded '
                  f'(first: {skipped[0][0]}: {skipped[0][1]})')

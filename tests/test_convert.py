@@ -307,3 +307,21 @@ def test_verify_mode(imagefolder, tmp_path):
     json_path.write_text(json.dumps(info))
     proc = script(WRITER, f'--cfg.write_path={out}', '--cfg.verify=1', check=False)
     assert 'mismatched' in error_line(proc)
+
+
+def test_full_disk_is_one_line_and_leaves_nothing(imagefolder, tmp_path):
+    """A worker's write failing (here: a 4 MB file-size limit, before the first data page)
+    is one line of error, and neither the .beton nor its temporary file is left behind."""
+    import resource
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, 4 << 20))
+
+    out = tmp_path / 'out' / 'train.beton'
+    proc = subprocess.run([sys.executable, WRITER, f'--cfg.data_dir={imagefolder}', f'--cfg.write_path={out}',
+                           '--cfg.split=train', '--cfg.num_workers=2'], cwd=ROOT, capture_output=True,
+                          text=True, preexec_fn=limit_file_size, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert error_line(proc).startswith(f'error: could not write {out}: File too large')
+    assert not out.exists() and not list(out.parent.glob('.train.beton.tmp-*'))
