@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # chromium + its driver: tests/test_app.py drives the web demo in a headless browser.
-APT_PACKAGES := libturbojpeg0-dev libopencv-dev pkg-config chromium chromium-driver
+# libjpeg-dev + libopencv-dev: train/crop_resize.cpp, the training decoder's compiled helper, too.
+APT_PACKAGES := libturbojpeg0-dev libjpeg-dev libopencv-dev pkg-config chromium chromium-driver
 
 SAMPLE := data/sample
 SAMPLE_FFCV := data/sample_ffcv
@@ -14,15 +15,16 @@ SAMPLE_FFCV := data/sample_ffcv
 setup: $(STAMP)
 
 system-deps:
-	@if ! (command -v pkg-config >/dev/null && pkg-config --exists libturbojpeg opencv4 \
+	@if ! (command -v pkg-config >/dev/null && pkg-config --exists libturbojpeg libjpeg opencv4 \
 	       && command -v chromium >/dev/null && command -v chromedriver >/dev/null); then \
-	  echo "installing $(APT_PACKAGES) (ffcv compiles against them; the app test drives chromium)"; \
+	  echo "installing $(APT_PACKAGES) (ffcv and our decoder compile against them; the app test drives chromium)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	fi
 
-$(STAMP): pyproject.toml
+# Editing the C++ decoder helper rebuilds it (pip compiles it in place, beside the source).
+$(STAMP): pyproject.toml setup.py train/crop_resize.cpp
 	@$(MAKE) --no-print-directory system-deps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from fastimagenet.train.decoders import RandomResizedCropFlipDecoder, random_crop, sample_key
+from fastimagenet.common.beton import BetonFile
+from fastimagenet.train.decoders import RandomResizedCropFlipDecoder, do_flip, random_crop, sample_key
+from fastimagenet.train.inputs import IMAGENET_MEAN, IMAGENET_STD
 
 from conftest import script
 
@@ -27,12 +29,12 @@ def betons(tmp_path_factory):
     return out
 
 
-def decode_all(path, res, *, partial=True, epoch=0, seed=0, workers=2, order=None) -> torch.Tensor:
-    """Every sample of `path` through the decoder, in index order."""
+def decode_all(path, res, *, partial=True, epoch=0, seed=0, workers=2, order=None, normalize=None) -> torch.Tensor:
+    """Every sample of `path` through the decoder, in index order (NHWC)."""
     from ffcv.fields.basics import IntDecoder
     from ffcv.loader import Loader, OrderOption
     from ffcv.transforms import ToTensor
-    decoder = RandomResizedCropFlipDecoder((res, res), seed=seed, partial_decode=partial)
+    decoder = RandomResizedCropFlipDecoder((res, res), seed=seed, partial_decode=partial, normalize=normalize)
     decoder.epoch = epoch
     loader = Loader(str(path), batch_size=7, num_workers=workers, order=order or OrderOption.SEQUENTIAL,
                     drop_last=False, pipelines={'image': [decoder, ToTensor()], 'label': [IntDecoder(), ToTensor()]},
@@ -52,15 +54,44 @@ def test_partial_decoding_stays_close_to_full_decoding(betons, res):
     partial = decode_all(betons['jpg'], res, partial=True).float()
     full = decode_all(betons['jpg'], res, partial=False).float()
     per_image = (partial - full).abs().mean(dim=(1, 2, 3))
-    # Same crops; what differs is DCT-domain downscaling and box+bilinear vs INTER_AREA.
+    # Same crops; what differs is DCT-domain downscaling before the resize (and the decoded
+    # region's rounding to whole pixels of the scaled image).
     assert per_image.mean() < 3.0, per_image
     assert per_image.max() < 8.0, per_image
 
 
 def test_raw_images_take_the_ordinary_path(betons):
-    partial = decode_all(betons['raw'], 96, partial=True).float()
-    full = decode_all(betons['raw'], 96, partial=False).float()
-    assert (partial - full).abs().mean() < 3.0
+    assert torch.equal(decode_all(betons['raw'], 96, partial=True), decode_all(betons['raw'], 96, partial=False))
+
+
+@pytest.mark.parametrize('res', [48, 96, 224])  # shrinking by up to ~10x, and enlarging
+def test_crop_resize_flip_match_torchvision_on_stored_pixels(betons, res):
+    """The crop's geometry, the flip and the resize, against torchvision's antialiased
+    resized_crop of the same crop of the same stored pixels."""
+    from torchvision.transforms import functional as F
+    ours = decode_all(betons['raw'], res).float()
+    beton = BetonFile(betons['raw'])
+    errors = []
+    for i in range(len(beton)):
+        pixels = torch.from_numpy(np.array(beton.image(i))).permute(2, 0, 1)
+        key = np.uint64(sample_key(np.uint64(0), 0, np.uint64(i)))
+        top, left, h, w = random_crop(key, pixels.shape[1], pixels.shape[2], 0.08, 1.0, math.log(3 / 4), math.log(4 / 3))
+        expected = F.resized_crop(pixels, top, left, h, w, [res, res], antialias=True).float()
+        if do_flip(key):
+            expected = expected.flip(-1)
+        errors.append((ours[i].permute(2, 0, 1) - expected).abs().mean().item())
+    print(f'res {res}: mean abs difference {np.mean(errors):.2f}, max {np.max(errors):.2f}')
+    assert np.mean(errors) < 2.0 and np.max(errors) < 4.0, errors
+    # a wrong crop, a missing or extra flip gives far more than that
+    assert (ours[-1].permute(2, 0, 1) - expected.flip(-1)).abs().mean() > 4 * errors[-1] + 1
+
+
+def test_normalised_output_is_the_uint8_output_normalised(betons):
+    raw = decode_all(betons['jpg'], 64).float()
+    normalised = decode_all(betons['jpg'], 64, normalize=(IMAGENET_MEAN, IMAGENET_STD))
+    assert normalised.dtype == torch.float32
+    expected = (raw - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    torch.testing.assert_close(normalised, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_draws_depend_on_seed_epoch_and_index_only(betons):
@@ -92,3 +123,12 @@ def test_crops_follow_torchvision_random_resized_crop():
     assert abs(log_aspect_ours.std() - log_aspect_theirs.std()) < 0.02
     centre_ours = (ours[:, 0] + ours[:, 2] / 2) / height
     assert abs(centre_ours.mean() - 0.5) < 0.02
+
+
+def test_an_undecodable_jpeg_leaves_zeros_not_a_crash():
+    from fastimagenet.train.decoders import crop_resize
+    garbage = np.frombuffer(b'\xff\xd8\xff\xe0 not a jpeg at all' * 20, dtype=np.uint8).copy()
+    out = np.full((32, 32, 3), 7, dtype=np.uint8)
+    status = crop_resize(garbage.ctypes.data, garbage.size, 1, 300, 400, 10, 20, 200, 250,
+                         out.ctypes.data, 32, 32, 0, 1, None, None)
+    assert status != 0 and not out.any()

@@ -1,26 +1,25 @@
 """The training decoder: random-resized-crop + flip that decodes only what the crop needs.
 
-Two things make it differ from ffcv's `RandomResizedCropRGBImageDecoder` + `RandomHorizontalFlip`:
+Three things make it differ from ffcv's `RandomResizedCropRGBImageDecoder` + `RandomHorizontalFlip`:
 
 1. Reproducible draws. The crop and the flip of sample `i` in epoch `e` come from a hash
    of (seed, e, i), not from numba's per-thread generators that nothing seeds. A run
    and its resumption after preemption see the same augmentations, whichever worker
-   thread decodes a sample.
-2. Less decoding. A JPEG is decoded at libjpeg-turbo's reduced DCT scale (1/2, 1/4,
-   1/8) whenever the crop is at least that many times the output size, and, when the
-   crop is a small part of the image, only the crop's MCU-aligned region is decoded
-   (a lossless libjpeg-turbo crop). The rest of the way is the same INTER_AREA resize.
-   Crops follow torchvision's RandomResizedCrop (scale 0.08-1, ratio 3/4-4/3).
-
-Images stored raw (not JPEG) take the ordinary path.
+   thread decodes a sample. Crops follow torchvision's RandomResizedCrop (scale 0.08-1,
+   ratio 3/4-4/3).
+2. Less decoding. The per-image work is one call into crop_resize.cpp: libjpeg decodes only
+   the rows and columns holding the crop, at DCT scale 1/2, 1/4 or 1/8 whenever the crop is
+   at least that many times the output; OpenCV's SIMD bilinear resizes the rest of the way.
+   Images stored raw (not JPEG) are cropped and resized the same way, without decoding.
+3. On a CPU it writes normalised float32 directly: one pass over the output, not two.
 """
 from __future__ import annotations
 
+import ctypes
 from dataclasses import replace
 
 import numpy as np
 from ffcv.fields.rgb_image import IMAGE_MODES, SimpleRGBImageDecoder
-from ffcv.libffcv import imdecode, resize_crop
 from ffcv.pipeline.allocation_query import AllocationQuery
 from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.state import State
@@ -28,8 +27,19 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-MCU = 16              # JPEG crop offsets must fall on iMCU boundaries; 16 covers 4:4:4, 4:2:2 and 4:2:0
-REGION_MAX_AREA = 0.5  # below this share of the image, decoding just the crop's region pays off
+try:
+    from . import _crop_resize
+except ImportError as e:  # pragma: no cover - an install without the compiled helper
+    raise ImportError('the compiled crop_resize helper is missing: run `make setup` (or `pip install -e .`) '
+                      'to build train/crop_resize.cpp, or set training.decoder=stock') from e
+
+_lib = ctypes.CDLL(_crop_resize.__file__)
+crop_resize = _lib.crop_resize
+crop_resize.restype = ctypes.c_int
+crop_resize.argtypes = [ctypes.c_void_p, ctypes.c_uint64, *[ctypes.c_int] * 7,  # src, size, is_jpeg, image, crop
+                        ctypes.c_void_p, *[ctypes.c_int] * 4,  # dst, out_h, out_w, flip, partial
+                        ctypes.c_void_p, ctypes.c_void_p]  # per-channel scale, shift (or NULL)
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -92,97 +102,17 @@ def do_flip(key):
     return _uniform(key, 64) < 0.5
 
 
-@njit
-def dct_denominator(crop_h, crop_w, out_h, out_w):
-    """Largest of 8, 4, 2, 1 such that the crop, decoded 1/d scale, still covers the output."""
-    d = 8
-    while d > 1 and (crop_h < d * out_h or crop_w < d * out_w):
-        d //= 2
-    return d
-
-
-@njit(inline='always')
-def _halve(src, src_w, r0, r1, c0, c1, dst):
-    """2x2 box average of src[r0:r1, c0:c1] (flat HWC rows of width src_w) into dst, row-major.
-    dst may be src itself with r0 = c0 = 0: every pixel is written after the ones it reads."""
-    h, w = (r1 - r0) // 2, (c1 - c0) // 2
-    for y in range(h):
-        top = ((r0 + 2 * y) * src_w + c0) * 3
-        bottom = top + src_w * 3
-        for x in range(w):
-            for ch in range(3):
-                i = 6 * x + ch
-                total = np.uint32(src[top + i]) + src[top + i + 3] + src[bottom + i] + src[bottom + i + 3]
-                dst[(y * w + x) * 3 + ch] = np.uint8((total + 2) // 4)
-    return h, w
-
-
-@njit(inline='always')
-def _bilinear(src, src_w, r0, r1, c0, c1, dst, flip):
-    """Resize src[r0:r1, c0:c1] to dst (H, W, 3) with half-pixel centres, mirrored if `flip`.
-    Only used for shrinking by less than 2x (or enlarging), where bilinear does not alias.
-    Weights are 8-bit fixed point: integer arithmetic is what keeps this cheap."""
-    out_h, out_w = dst.shape[0], dst.shape[1]
-    in_h, in_w = r1 - r0, c1 - c0
-    sy, sx = in_h / out_h, in_w / out_w
-    xa = np.empty(out_w, np.int64)  # flat offsets of the left/right source pixels in a row
-    xb = np.empty(out_w, np.int64)
-    wx = np.empty(out_w, np.int32)
-    for x in range(out_w):
-        f = min(max((x + 0.5) * sx - 0.5, 0.0), in_w - 1.0)
-        i = int(f)
-        xa[x] = (c0 + i) * 3
-        xb[x] = (c0 + min(i + 1, in_w - 1)) * 3
-        wx[x] = int((f - i) * 256 + 0.5)
-    for y in range(out_h):
-        f = min(max((y + 0.5) * sy - 0.5, 0.0), in_h - 1.0)
-        i = int(f)
-        ra = (r0 + i) * src_w * 3
-        rb = (r0 + min(i + 1, in_h - 1)) * src_w * 3
-        wy = np.int32((f - i) * 256 + 0.5)
-        for x in range(out_w):
-            out_x = out_w - 1 - x if flip else x
-            w1 = wx[x]
-            w0 = 256 - w1
-            for ch in range(3):
-                top = np.int32(src[ra + xa[x] + ch]) * w0 + np.int32(src[ra + xb[x] + ch]) * w1
-                bottom = np.int32(src[rb + xa[x] + ch]) * w0 + np.int32(src[rb + xb[x] + ch]) * w1
-                dst[y, out_x, ch] = np.uint8((top * (256 - wy) + bottom * wy + 32768) >> 16)
-
-
-# Inlined: a separately compiled helper that ffcv's parallel code calls with two array types
-# fails to compile for a second loader in the same process (KeyError in numba 0.68's dispatcher).
-@njit(inline='always')
-def shrink(src, src_w, r0, r1, c0, c1, tmp, dst, flip):
-    """src[r0:r1, c0:c1] -> dst: 2x2 box averages while the region is at least twice the
-    output, then bilinear. An area filter in effect, at a fraction of OpenCV's INTER_AREA
-    cost for the non-integer factors of random crops."""
-    out_h, out_w = dst.shape[0], dst.shape[1]
-    while r1 - r0 >= 2 * out_h and c1 - c0 >= 2 * out_w:
-        h, w = _halve(src, src_w, r0, r1, c0, c1, tmp)
-        src, src_w, r0, r1, c0, c1 = tmp, w, 0, h, 0, w
-    _bilinear(src, src_w, r0, r1, c0, c1, dst, flip)
-
-
-@njit(inline='always')
-def mirror(image, flip):
-    if flip:
-        w = image.shape[1]
-        for r in range(image.shape[0]):
-            for c in range(w // 2):
-                for ch in range(3):
-                    image[r, c, ch], image[r, w - 1 - c, ch] = image[r, w - 1 - c, ch], image[r, c, ch]
-
-
 class RandomResizedCropFlipDecoder(SimpleRGBImageDecoder):
     """ffcv decoder: random-resized-crop to `output_size`, then a random left/right flip.
 
     Set `.epoch` before each epoch and `.output_size` to change resolution; neither
-    recompiles. `partial_decode=False` decodes every JPEG in full (the reference path).
+    recompiles. With `normalize=(mean, std)` (per channel, 0-255 scale) it outputs float32
+    (x - mean) / std instead of uint8. `partial_decode=False` decodes every JPEG in full
+    (the reference path the tests compare against).
     """
 
     def __init__(self, output_size, seed: int = 0, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
-                 partial_decode: bool = True):
+                 partial_decode: bool = True, normalize=None):
         super().__init__()
         self.output_size = tuple(output_size)
         self.seed = seed
@@ -190,6 +120,11 @@ class RandomResizedCropFlipDecoder(SimpleRGBImageDecoder):
         self.ratio = ratio
         self.partial_decode = partial_decode
         self._epoch = np.zeros(1, dtype=np.int64)
+        # read by the C code through their addresses: kept alive here
+        self._normalize = None
+        if normalize is not None:
+            mean, std = (np.asarray(v, dtype=np.float64) for v in normalize)
+            self._normalize = np.stack([1 / std, -mean / std]).astype(np.float32)
 
     @property
     def epoch(self) -> int:
@@ -200,27 +135,26 @@ class RandomResizedCropFlipDecoder(SimpleRGBImageDecoder):
         self._epoch[0] = value
 
     def declare_state_and_memory(self, previous_state: State):
-        self.max_width = int(self.metadata['width'].max())
-        self.max_height = int(self.metadata['height'].max())
         out_shape = (self.output_size[0], self.output_size[1], 3)
-        return (replace(previous_state, jit_mode=True, shape=out_shape, dtype=np.dtype('u1')),
-                (AllocationQuery(out_shape, np.dtype('u1')),
-                 AllocationQuery((self.max_height * self.max_width * 3,), np.dtype('u1'))))
+        dtype = np.dtype('f4') if self._normalize is not None else np.dtype('u1')
+        # no scratch memory from ffcv: the C code keeps a small buffer per thread
+        return (replace(previous_state, jit_mode=True, shape=out_shape, dtype=dtype),
+                AllocationQuery(out_shape, dtype))
 
     def generate_code(self):
         mem_read = self.memory_read
         my_range = Compiler.get_iterator()
-        imdecode_c = Compiler.compile(imdecode)
-        resize_crop_c = Compiler.compile(resize_crop)
+        crop_resize_c = crop_resize
         jpg = IMAGE_MODES['jpg']
         seed = np.uint64(self.seed)
         epoch_address = self._epoch.ctypes.data
+        scale_address = self._normalize[0].ctypes.data if self._normalize is not None else 0
+        shift_address = self._normalize[1].ctypes.data if self._normalize is not None else 0
         scale_lo, scale_hi = float(self.scale[0]), float(self.scale[1])
         log_ratio_lo, log_ratio_hi = float(np.log(self.ratio[0])), float(np.log(self.ratio[1]))
-        partial = self.partial_decode
+        partial = int(self.partial_decode)
 
-        def decode(batch_indices, my_storage, metadata, storage_state):
-            destination, temp_storage = my_storage
+        def decode(batch_indices, destination, metadata, storage_state):
             epoch = _load_int64(epoch_address)
             out_h, out_w = destination.shape[1], destination.shape[2]
             for dst_ix in my_range(len(batch_indices)):
@@ -231,41 +165,11 @@ class RandomResizedCropFlipDecoder(SimpleRGBImageDecoder):
                 key = sample_key(seed, epoch, source_ix)
                 top, left, h, w = random_crop(key, height, width, scale_lo, scale_hi,
                                               log_ratio_lo, log_ratio_hi)
-                dest = destination[dst_ix]
-
-                flip = do_flip(key)
-                tmp = temp_storage[dst_ix]
-                if field['mode'] != jpg:
-                    if partial:
-                        shrink(image_data, width, top, top + h, left, left + w, tmp, dest, flip)
-                    else:
-                        resize_crop_c(image_data.reshape(height, width, 3), top, top + h, left, left + w, dest)
-                        mirror(dest, flip)
-                    continue
-                d = dct_denominator(h, w, out_h, out_w) if partial else 1
-                use_region = partial and h * w < REGION_MAX_AREA * height * width
-                if use_region:  # decode the MCU-aligned box holding the crop
-                    y0, x0 = (top // MCU) * MCU, (left // MCU) * MCU
-                else:
-                    y0, x0 = 0, 0
-                box_h = top + h - y0 if use_region else height
-                box_w = left + w - x0 if use_region else width
-                dec_h, dec_w = (box_h + d - 1) // d, (box_w + d - 1) // d
-                ok = imdecode_c(image_data, tmp[:dec_h * dec_w * 3], height, width, box_h, box_w,
-                                x0, y0, 1, d, use_region, False)
-                if ok != 0 and (use_region or d > 1):  # fall back to a plain full decode
-                    d, y0, x0, dec_h, dec_w = 1, 0, 0, height, width
-                    imdecode_c(image_data, tmp[:dec_h * dec_w * 3], height, width, height, width,
-                               0, 0, 1, 1, False, False)
-                r0 = min((top - y0) // d, dec_h - 1)
-                c0 = min((left - x0) // d, dec_w - 1)
-                r1 = max(min((top - y0 + h + d - 1) // d, dec_h), r0 + 1)
-                c1 = max(min((left - x0 + w + d - 1) // d, dec_w), c0 + 1)
-                if partial:
-                    shrink(tmp, dec_w, r0, r1, c0, c1, tmp, dest, flip)
-                else:
-                    resize_crop_c(tmp[:dec_h * dec_w * 3].reshape(dec_h, dec_w, 3), r0, r1, c0, c1, dest)
-                    mirror(dest, flip)
+                # A JPEG that fails to decode leaves zeros: the converter only stores JPEGs
+                # it has decoded, and `convert/verify.py` checks a .beton end to end.
+                crop_resize_c(image_data.ctypes.data, image_data.size, field['mode'] == jpg, height, width,
+                              top, left, h, w, destination[dst_ix].ctypes.data, out_h, out_w,
+                              do_flip(key), partial, scale_address, shift_address)
             return destination[:len(batch_indices)]
 
         decode.is_parallel = True

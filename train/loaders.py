@@ -1,7 +1,8 @@
 """FFCV loaders for training and validation, built one way for the trainer, analysis and benchmarks.
 
 Images leave the loader as channels_last NCHW batches: uint8 on a GPU (inputs.Normalize turns
-them into model input there), already normalised float32 on a CPU.
+them into model input there), already normalised float32 on a CPU (normalised in ffcv's
+decoding threads, so the main thread is left to the model).
 """
 from __future__ import annotations
 
@@ -24,16 +25,16 @@ def _label_pipeline(device):
     return ops + ([ToDevice(device, non_blocking=True)] if device.type == 'cuda' else [])
 
 
-def _image_tail(device):
+def _image_tail(device, normalized: bool):
     """After decoding. On a GPU: uint8 to the device (4x less to copy than float), normalised
-    there by inputs.Normalize. On a CPU: normalised here, in ffcv's decoding threads, so the
-    main thread is left to the model. ffcv's NormalizeImage is jitted, so it must come before
-    ToTensor: after it, Loader() loops forever in ffcv's graph grouping.
-    ToTorchImage gives NCHW over NHWC memory: channels_last, no copy."""
+    there by inputs.Normalize. On a CPU: normalised here, unless the decoder did it already.
+    ffcv's NormalizeImage is jitted, so it must come before ToTensor: after it, Loader()
+    loops forever in ffcv's graph grouping. ToTorchImage gives NCHW over NHWC memory:
+    channels_last, no copy."""
     if device.type == 'cuda':
         return [ToTensor(), ToDevice(device, non_blocking=True), ToTorchImage()]
-    return [NormalizeImage(np.array(IMAGENET_MEAN), np.array(IMAGENET_STD), np.float32),
-            ToTensor(), ToTorchImage()]
+    normalize = [] if normalized else [NormalizeImage(np.array(IMAGENET_MEAN), np.array(IMAGENET_STD), np.float32)]
+    return normalize + [ToTensor(), ToTorchImage()]
 
 
 class ReproducibleQuasiRandom(QuasiRandom):
@@ -53,17 +54,19 @@ class ReproducibleQuasiRandom(QuasiRandom):
 def train_loader(path, *, batch_size, num_workers, in_memory, res, seed, distributed, device,
                  decoder='fast', scale=(0.08, 1.0)):
     """(Loader, decoder): set `decoder.output_size` (and `.epoch` for the fast one) each epoch."""
+    on_cpu = device.type != 'cuda'
     if decoder == 'fast':
-        dec = RandomResizedCropFlipDecoder((res, res), seed=seed, scale=scale)
-        image_ops = [dec]
+        dec = RandomResizedCropFlipDecoder((res, res), seed=seed, scale=scale,
+                                           normalize=(IMAGENET_MEAN, IMAGENET_STD) if on_cpu else None)
+        image_ops = [dec] + _image_tail(device, normalized=on_cpu)
     else:  # ffcv's own, as the public trainer uses it (its draws are not reproducible)
         dec = RandomResizedCropRGBImageDecoder((res, res), scale=scale)
-        image_ops = [dec, RandomHorizontalFlip()]
+        image_ops = [dec, RandomHorizontalFlip()] + _image_tail(device, normalized=False)
     loader = Loader(str(path), batch_size=batch_size, num_workers=num_workers,
                     # quasi-random reads pages in bulk (fast from disk) but does not split across ranks
                     order=OrderOption.RANDOM if distributed else OrderOption.QUASI_RANDOM,
                     os_cache=bool(in_memory), drop_last=True, distributed=distributed, seed=seed,
-                    pipelines={'image': image_ops + _image_tail(device),
+                    pipelines={'image': image_ops,
                                'label': _label_pipeline(device)})
     if not distributed:
         loader.traversal_order = ReproducibleQuasiRandom(loader)
@@ -81,7 +84,7 @@ def val_loader(path, *, batch_size, num_workers, in_memory, res, device, rank=0,
                   order=OrderOption.SEQUENTIAL, os_cache=bool(in_memory), drop_last=False,
                   indices=np.arange(rank, num_samples, world_size),
                   pipelines={'image': [CenterCropRGBImageDecoder((res, res), ratio=VAL_CROP_RATIO),
-                                       *_image_tail(device)],
+                                       *_image_tail(device, normalized=False)],
                              'label': _label_pipeline(device)})
 
 
