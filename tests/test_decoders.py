@@ -132,3 +132,17 @@ def test_an_undecodable_jpeg_leaves_zeros_not_a_crash():
     status = crop_resize(garbage.ctypes.data, garbage.size, 1, 300, 400, 10, 20, 200, 250,
                          out.ctypes.data, 32, 32, 0, 1, None, None)
     assert status != 0 and not out.any()
+
+
+@pytest.mark.parametrize('decoder', ['fast', 'stock'])
+def test_training_loader_gives_normalised_channels_last_batches_on_cpu(betons, decoder):
+    """Both `data.decoder` choices, built as the trainer builds them: the fast decoder
+    normalises inside the decoder, the stock one through ffcv's NormalizeImage."""
+    from fastimagenet.train.loaders import batches, train_loader
+    loader, _ = train_loader(betons['jpg'], batch_size=8, num_workers=2, in_memory=1, res=64, seed=0,
+                             distributed=False, device=torch.device('cpu'), decoder=decoder)
+    images, labels = next(batches(loader, 2))
+    assert images.shape == (8, 3, 64, 64) and images.dtype == torch.float32
+    assert images.is_contiguous(memory_format=torch.channels_last)
+    assert -2.5 < images.mean() < 2.5 and images.std() > 0.1  # normalised, not 0-255
+    assert labels.shape == (8,) and labels.dtype == torch.int64
