@@ -64,13 +64,14 @@ def test_raw_images_take_the_ordinary_path(betons):
     assert torch.equal(decode_all(betons['raw'], 96, partial=True), decode_all(betons['raw'], 96, partial=False))
 
 
+@pytest.mark.parametrize('mode', ['raw', 'jpg'])
 @pytest.mark.parametrize('res', [48, 96, 224])  # shrinking by up to ~10x, and enlarging
-def test_crop_resize_flip_match_torchvision_on_stored_pixels(betons, res):
-    """The crop's geometry, the flip and the resize, against torchvision's antialiased
-    resized_crop of the same crop of the same stored pixels."""
+def test_crop_resize_flip_match_torchvision_on_stored_pixels(betons, res, mode):
+    """The crop's geometry, the flip, the channel order and the resize, against torchvision's
+    antialiased resized_crop of the same crop of the same stored (decoded) pixels."""
     from torchvision.transforms import functional as F
-    ours = decode_all(betons['raw'], res).float()
-    beton = BetonFile(betons['raw'])
+    ours = decode_all(betons[mode], res).float()
+    beton = BetonFile(betons[mode])
     errors = []
     for i in range(len(beton)):
         pixels = torch.from_numpy(np.array(beton.image(i))).permute(2, 0, 1)
@@ -80,7 +81,7 @@ def test_crop_resize_flip_match_torchvision_on_stored_pixels(betons, res):
         if do_flip(key):
             expected = expected.flip(-1)
         errors.append((ours[i].permute(2, 0, 1) - expected).abs().mean().item())
-    print(f'res {res}: mean abs difference {np.mean(errors):.2f}, max {np.max(errors):.2f}')
+    print(f'{mode} res {res}: mean abs difference {np.mean(errors):.2f}, max {np.max(errors):.2f}')
     assert np.mean(errors) < 2.0 and np.max(errors) < 4.0, errors
     # a wrong crop, a missing or extra flip gives far more than that
     assert (ours[-1].permute(2, 0, 1) - expected.flip(-1)).abs().mean() > 4 * errors[-1] + 1
