@@ -147,3 +147,13 @@ def test_training_loader_gives_normalised_channels_last_batches_on_cpu(betons, d
     assert images.is_contiguous(memory_format=torch.channels_last)
     assert -2.5 < images.mean() < 2.5 and images.std() > 0.1  # normalised, not 0-255
     assert labels.shape == (8,) and labels.dtype == torch.int64
+
+
+def test_a_crop_outside_the_image_leaves_zeros_not_a_crash():
+    """An inconsistent .beton (metadata larger than the stored pixels) must not abort the process."""
+    from fastimagenet.train.decoders import crop_resize
+    pixels = np.full((10, 10, 3), 200, dtype=np.uint8)
+    out = np.full((8, 8, 3), 7, dtype=np.uint8)
+    status = crop_resize(pixels.ctypes.data, pixels.size, 0, 10, 10, 5, 5, 20, 20,
+                         out.ctypes.data, 8, 8, 0, 1, None, None)
+    assert status != 0 and not out.any()

@@ -154,18 +154,14 @@ int dct_denominator(int crop_h, int crop_w, int out_h, int out_w)
     return d;
 }
 
-}  // namespace
-
-extern "C" {
-
 // The crop (top, left, h, w) of an image (height x width) -> dst, out_h x out_w x 3, mirrored
 // if flip: uint8 RGB, or float32 normalised as value * scale[c] + shift[c] when scale is not
 // NULL. src is the stored image: a JPEG of `size` bytes when is_jpeg, else raw RGB.
 // partial = 0 decodes JPEGs whole at full scale (the reference path of the tests).
-// Returns 0; -1 if the JPEG did not decode (dst then holds zeros).
-int crop_resize(const uint8_t *src, uint64_t size, int is_jpeg, int height, int width,
-                int top, int left, int h, int w, void *dst, int out_h, int out_w, int flip,
-                int partial, const float *scale, const float *shift)
+// Returns 0, or -1 if the JPEG did not decode (the caller zeroes dst).
+int crop_resize_or_throw(const uint8_t *src, uint64_t size, int is_jpeg, int height, int width,
+                         int top, int left, int h, int w, void *dst, int out_h, int out_w, int flip,
+                         int partial, const float *scale, const float *shift)
 {
     cv::Mat region;
     if (!is_jpeg) {
@@ -180,9 +176,8 @@ int crop_resize(const uint8_t *src, uint64_t size, int is_jpeg, int height, int 
         int got_x, got_w;
         if (!decode_region(src, size, d, y0, y1, x0, x1, &got_x, &got_w)) {
             if (partial)  // a JPEG libjpeg will not decode in part: decode it whole
-                return crop_resize(src, size, is_jpeg, height, width, top, left, h, w, dst, out_h, out_w,
-                                   flip, 0, scale, shift);
-            std::memset(dst, 0, (size_t)out_h * out_w * 3 * (scale ? sizeof(float) : 1));
+                return crop_resize_or_throw(src, size, is_jpeg, height, width, top, left, h, w, dst, out_h,
+                                            out_w, flip, 0, scale, shift);
             return -1;
         }
         cv::Mat pixels(y1 - y0, got_w, CV_8UC3, decoded.data());
@@ -193,6 +188,28 @@ int crop_resize(const uint8_t *src, uint64_t size, int is_jpeg, int height, int 
     }
     store(shrink(region, out_h, out_w), dst, flip, scale, shift);
     return 0;
+}
+
+}  // namespace
+
+extern "C" {
+
+// crop_resize_or_throw, with dst zeroed and -1 returned on any failure: no C++ exception may
+// cross into the numba caller, where it would abort the process.
+int crop_resize(const uint8_t *src, uint64_t size, int is_jpeg, int height, int width,
+                int top, int left, int h, int w, void *dst, int out_h, int out_w, int flip,
+                int partial, const float *scale, const float *shift)
+{
+    int status;
+    try {
+        status = crop_resize_or_throw(src, size, is_jpeg, height, width, top, left, h, w, dst, out_h, out_w,
+                                      flip, partial, scale, shift);
+    } catch (...) {  // a crop outside the image's stated size (cv::Exception), out of memory
+        status = -1;
+    }
+    if (status != 0)
+        std::memset(dst, 0, (size_t)out_h * out_w * 3 * (scale ? sizeof(float) : 1));
+    return status;
 }
 
 }  // extern "C"

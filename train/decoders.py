@@ -31,7 +31,7 @@ try:
     from . import _crop_resize
 except ImportError as e:  # pragma: no cover - an install without the compiled helper
     raise ImportError('the compiled crop_resize helper is missing: run `make setup` (or `pip install -e .`) '
-                      'to build train/crop_resize.cpp, or set training.decoder=stock') from e
+                      'to build train/crop_resize.cpp') from e
 
 _lib = ctypes.CDLL(_crop_resize.__file__)
 crop_resize = _lib.crop_resize
@@ -165,8 +165,9 @@ class RandomResizedCropFlipDecoder(SimpleRGBImageDecoder):
                 key = sample_key(seed, epoch, source_ix)
                 top, left, h, w = random_crop(key, height, width, scale_lo, scale_hi,
                                               log_ratio_lo, log_ratio_hi)
-                # A JPEG that fails to decode leaves zeros: the converter only stores JPEGs
-                # it has decoded, and `convert/verify.py` checks a .beton end to end.
+                # A sample that fails (a JPEG that does not decode, pixels smaller than the
+                # metadata says) leaves zeros: the converter only stores images it has decoded,
+                # and `convert/verify.py` checks a .beton end to end.
                 crop_resize_c(image_data.ctypes.data, image_data.size, field['mode'] == jpg, height, width,
                               top, left, h, w, destination[dst_ix].ctypes.data, out_h, out_w,
                               do_flip(key), partial, scale_address, shift_address)

@@ -15,22 +15,23 @@ VAL_CROP_RATIO = 224 / 256  # validation: center crop of 224/256 of the short si
 class Normalize(torch.nn.Module):
     """uint8 NCHW (any memory format) -> normalised float in `dtype`, on the batch's device.
 
-    Done in torch, not by ffcv: its jitted NormalizeImage after ToTensor makes `Loader()`
-    loop forever on CPU, and uint8 is 4x less to copy to a GPU than float.
+    GPU loaders deliver uint8 (4x less to copy than float) and this normalises it there;
+    CPU loaders deliver float batches normalised already (loaders.py), which pass through.
+    Prediction and the web demo use it on their uint8 images.
     """
 
     def __init__(self, device, dtype=torch.float32, channels_last=True):
         super().__init__()
         mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD, dtype=torch.float64).view(1, 3, 1, 1)
-        # (x - mean) / std as one fused multiply-add: on a CPU this step is a visible share of loading
+        # (x - mean) / std as one fused multiply-add
         self.scale = (1 / std).to(device=device, dtype=dtype)
         self.shift = (-mean / std).to(device=device, dtype=dtype)
         self.dtype = dtype
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.is_floating_point():  # a CPU loader normalised it already (loaders._image_tail)
+        if images.is_floating_point():  # a CPU loader normalised it already
             return images.to(dtype=self.dtype, memory_format=self.memory_format)
         x = images.to(dtype=self.dtype, memory_format=self.memory_format)
         return torch.addcmul(self.shift, x, self.scale)
