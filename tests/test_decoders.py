@@ -157,3 +157,40 @@ def test_a_crop_outside_the_image_leaves_zeros_not_a_crash():
     status = crop_resize(pixels.ctypes.data, pixels.size, 0, 10, 10, 5, 5, 20, 20,
                          out.ctypes.data, 8, 8, 0, 1, None, None)
     assert status != 0 and not out.any()
+
+
+def test_loader_keeps_its_buffers_and_survives_an_epoch_left_early(betons):
+    """The project's Loader reuses ffcv's batch buffers across epochs. An epoch abandoned
+    after one batch must not write into the next epoch's batches, and a new resolution
+    must get buffers of the new shape."""
+    from fastimagenet.train.loaders import batches, train_loader
+
+    def epoch(loader, decoder, e, stop_after=None):
+        loader.next_epoch, decoder.epoch = e, e
+        out = []
+        for i, (images, labels) in enumerate(batches(loader, 2)):
+            out.append((images.clone(), labels.clone(), images.data_ptr()))
+            if stop_after is not None and i + 1 == stop_after:
+                break
+        return out
+
+    def build():
+        return train_loader(betons['jpg'], batch_size=8, num_workers=2, in_memory=1, res=48, seed=0,
+                            distributed=False, device=torch.device('cpu'))
+    loader, decoder = build()
+    first = epoch(loader, decoder, 0)
+    epoch(loader, decoder, 1, stop_after=1)  # left early: its producer thread was still running
+    again = epoch(loader, decoder, 0)
+    assert len(again) == len(first) == 48 // 8
+    for (x, y, ptr), (x2, y2, ptr2) in zip(first, again):
+        assert ptr == ptr2  # the same memory, epoch after epoch
+        assert torch.equal(y, y2) and torch.equal(x, x2)
+
+    fresh_loader, fresh_decoder = build()  # epoch 1 in full, from a loader that never stopped early
+    expected = epoch(fresh_loader, fresh_decoder, 1)
+    got = epoch(loader, decoder, 1)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(expected, got))
+
+    decoder.output_size = (32, 32)  # progressive resizing: new buffers of the new shape
+    smaller = epoch(loader, decoder, 2)
+    assert smaller[0][0].shape == (8, 3, 32, 32)
