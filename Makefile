@@ -63,6 +63,7 @@ bench: sample
 	@test -d $(PHOTOS) || $(PY) bench/photos.py --out $(PHOTOS)
 	$(PY) bench/loader.py --image-folder $(SAMPLE)/train
 	$(PY) bench/loader.py --image-folder $(PHOTOS)
+	$(PY) bench/decoder.py --image-folder $(PHOTOS)
 	$(PY) bench/convert.py --image-folder $(SAMPLE)/train
 	$(PY) bench/convert.py --image-folder $(PHOTOS)
 	$(PY) bench/train_step.py
