@@ -194,3 +194,26 @@ def test_loader_keeps_its_buffers_and_survives_an_epoch_left_early(betons):
     decoder.output_size = (32, 32)  # progressive resizing: new buffers of the new shape
     smaller = epoch(loader, decoder, 2)
     assert smaller[0][0].shape == (8, 3, 32, 32)
+
+
+@pytest.mark.parametrize('res', [160, 224])  # shrinking by up to ~3x (the sample's crops: up to 500 px), enlarging
+def test_our_bilinear_matches_opencv_inter_linear(betons, res):
+    """crop_resize.cpp resizes with its own SIMD bilinear on x86: it must agree with
+    OpenCV's INTER_LINEAR (the path elsewhere) on the same crop of the same pixels."""
+    import cv2
+    ours = decode_all(betons['raw'], res).numpy().astype(int)
+    beton = BetonFile(betons['raw'])
+    compared = 0
+    for i in range(len(beton)):
+        pixels = np.array(beton.image(i))
+        key = np.uint64(sample_key(np.uint64(0), 0, np.uint64(i)))
+        top, left, h, w = random_crop(key, pixels.shape[0], pixels.shape[1], 0.08, 1.0, math.log(3 / 4), math.log(4 / 3))
+        if h >= 2 * res and w >= 2 * res:
+            continue  # halved first by both: not the part under test
+        expected = cv2.resize(pixels[top:top + h, left:left + w], (res, res), interpolation=cv2.INTER_LINEAR)
+        if do_flip(key):
+            expected = expected[:, ::-1]
+        difference = np.abs(ours[i] - expected)
+        assert difference.max() <= 2 and difference.mean() < 0.35, (i, difference.mean())
+        compared += 1
+    assert compared > len(beton) // 2
