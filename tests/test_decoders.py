@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from fastimagenet.common.beton import BetonFile
+from fastimagenet.common.images import restart_interval
 from fastimagenet.train.decoders import RandomResizedCropFlipDecoder, do_flip, random_crop, sample_key
 from fastimagenet.train.inputs import IMAGENET_MEAN, IMAGENET_STD
 
@@ -217,3 +218,68 @@ def test_our_bilinear_matches_opencv_inter_linear(betons, res):
         assert difference.max() <= 2 and difference.mean() < 0.35, (i, difference.mean())
         compared += 1
     assert compared > len(beton) // 2
+
+
+def _crop_segments(jpeg: np.ndarray, height, width, crop):
+    import ctypes
+
+    from fastimagenet.train.decoders import _lib
+    extent = (ctypes.c_int * 4)()
+    cut = _lib.crop_segments(ctypes.c_void_p(jpeg.ctypes.data), ctypes.c_uint64(jpeg.size), height, width,
+                             *[int(v) for v in crop], extent)
+    return bool(cut), tuple(extent)
+
+
+def test_converter_writes_restart_markers_the_decoder_cuts_crops_with(betons):
+    """The converter's JPEGs carry restart markers every few MCUs, so the decoder can splice
+    a crop's segments out of the compressed stream; what it keeps covers the crop, on the
+    MCU grid, and is less than the image."""
+    beton = BetonFile(betons['jpg'])
+    meta = beton.image_meta
+    cut_count = 0
+    for i in range(len(beton)):
+        jpeg = beton.image_bytes(i)
+        height, width = int(meta['height'][i]), int(meta['width'][i])
+        dri = jpeg.tobytes().find(b'\xff\xdd\x00\x04')
+        assert dri > 0 and int.from_bytes(jpeg[dri + 4:dri + 6].tobytes(), 'big') == restart_interval(width)
+        key = np.uint64(sample_key(np.uint64(0), 0, np.uint64(i)))
+        top, left, h, w = crop = random_crop(key, height, width, 0.08, 1.0, math.log(3 / 4), math.log(4 / 3))
+        cut, (y, x, kept_h, kept_w) = _crop_segments(jpeg, height, width, crop)
+        if not cut:
+            continue
+        cut_count += 1
+        assert y % 16 == 0 and x % 16 == 0
+        assert y <= top and top + h <= y + kept_h <= height and x <= left and left + w <= x + kept_w <= width
+        assert kept_h * kept_w < height * width
+    assert cut_count > len(beton) // 2
+
+
+def test_cut_jpeg_decodes_as_the_whole_one(betons):
+    """The same pixels encoded with and without restart markers (the same coefficients): the
+    crops decoded by splicing segments equal those decoded from the unmarked stream."""
+    import cv2
+
+    from fastimagenet.train.decoders import crop_resize
+    beton = BetonFile(betons['raw'])
+    rng = np.random.default_rng(0)
+    cut_count = 0
+    for i in range(len(beton)):
+        pixels = np.ascontiguousarray(beton.image(i))
+        height, width = pixels.shape[:2]
+        bgr = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+        marked = cv2.imencode('.jpg', bgr, [cv2.IMWRITE_JPEG_QUALITY, 90, cv2.IMWRITE_JPEG_RST_INTERVAL,
+                                            restart_interval(width)])[1].reshape(-1)
+        plain = cv2.imencode('.jpg', bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].reshape(-1)
+        key = np.uint64(sample_key(np.uint64(1), 0, np.uint64(i)))
+        crop = random_crop(key, height, width, 0.08, 1.0, math.log(3 / 4), math.log(4 / 3))
+        cut_count += _crop_segments(marked, height, width, crop)[0]
+        res = int(rng.integers(48, 224))
+        outs = []
+        for jpeg in (marked, plain):
+            out = np.zeros((res, res, 3), dtype=np.uint8)
+            assert crop_resize(jpeg.ctypes.data, jpeg.size, 1, height, width, *crop, out.ctypes.data, res, res,
+                               i % 2, 1, None, None) == 0
+            outs.append(out.astype(int))
+        # identical but at the kept part's edges (chroma upsampling has no neighbour there)
+        assert np.abs(outs[0] - outs[1]).mean() < 0.1, i
+    assert cut_count > len(beton) // 2

@@ -9,7 +9,9 @@
      than decoding the whole image. Here the rows below the crop are never read, the rows
      above it only entropy-decoded (jpeg_skip_scanlines), the columns beside it not
      transformed (jpeg_crop_scanline), and all of it at DCT scale 1/2, 1/4 or 1/8 whenever
-     the crop is at least that many times the output. (Scales like 5/8 or 7/8 are not used:
+     the crop is at least that many times the output. JPEGs with restart markers (the
+     converter writes them) are first cut down to the crop's segments in the compressed
+     stream (splice()), so not even the entropy decoding is spent on the rest. (Scales like 5/8 or 7/8 are not used:
      libjpeg-turbo has no SIMD code for them and they decode slower than the full image.)
    - What remains is a shrink by less than 2x (or an enlargement): bilinear, without
      aliasing. Raw-stored images are first halved (2x2 box averages, OpenCV's fast integer
@@ -40,7 +42,8 @@ namespace {
 
 // Per-thread scratch, kept for the thread's life: decoding into the same few hundred
 // kilobytes every time keeps them in cache.
-thread_local std::vector<uint8_t> decoded, halved[2], resized, flipped, blended, shuffles, weights;
+thread_local std::vector<uint8_t> decoded, halved[2], resized, flipped, blended, shuffles, weights, spliced;
+thread_local std::vector<size_t> segment_start, segment_end;
 thread_local std::vector<int> window;
 
 struct ErrorManager {
@@ -117,6 +120,13 @@ __attribute__((target("ssse3"))) bool bilinear_ssse3(const cv::Mat &region, int 
     window.resize(pairs);
     shuffles.resize((size_t)pairs * 16);
     weights.resize((size_t)pairs * 16);
+    const size_t n = (size_t)in_w * 3;
+    blended.resize(n + 32);
+    resized.resize((size_t)out_h * out_w * 3 + 16);  // the last pair's store runs 8 bytes on
+    // Plain pointers from here: in a shared library every use of a thread_local is a call.
+    uint8_t *blend = blended.data(), *resized_data = resized.data();
+    uint8_t *shuffle_at = shuffles.data(), *weight_at = weights.data();
+    int *window_at = window.data();
     for (int p = 0; p < pairs; p++) {
         for (int k = 0; k < 2; k++) {
             int pos = std::min(2 * p + k, out_w - 1);
@@ -129,8 +139,8 @@ __attribute__((target("ssse3"))) bool bilinear_ssse3(const cv::Mat &region, int 
             tap_w[k] = w;
         }
         int base = std::min(tap_x[0], tap_x[1]);
-        window[p] = base * 3;
-        uint8_t *sh = &shuffles[(size_t)p * 16], *wt = &weights[(size_t)p * 16];
+        window_at[p] = base * 3;
+        uint8_t *sh = shuffle_at + 16 * p, *wt = weight_at + 16 * p;
         std::memset(sh, 0x80, 16);  // 0x80: a zero byte
         std::memset(wt, 0, 16);
         for (int k = 0; k < 2; k++)
@@ -142,9 +152,6 @@ __attribute__((target("ssse3"))) bool bilinear_ssse3(const cv::Mat &region, int 
                 wt[lane + 1] = (uint8_t)tap_w[k];
             }
     }
-    const size_t n = (size_t)in_w * 3;
-    blended.resize(n + 32);
-    resized.resize((size_t)out_h * out_w * 3 + 16);  // the last pair's store runs 8 bytes on
     const __m128i round6 = _mm_set1_epi16(32), round8 = _mm_set1_epi16(128), zero = _mm_setzero_si128();
     for (int y = 0; y < out_h; y++) {
         float fy = std::max((y + 0.5f) * sy - 0.5f, 0.0f);
@@ -164,20 +171,20 @@ __attribute__((target("ssse3"))) bool bilinear_ssse3(const cv::Mat &region, int 
                                            _mm_mullo_epi16(_mm_unpackhi_epi8(b, zero), w1));
                 lo = _mm_srli_epi16(_mm_add_epi16(lo, round8), 8);
                 hi = _mm_srli_epi16(_mm_add_epi16(hi, round8), 8);
-                _mm_storeu_si128((__m128i *)(blended.data() + i), _mm_packus_epi16(lo, hi));
+                _mm_storeu_si128((__m128i *)(blend + i), _mm_packus_epi16(lo, hi));
             }
             for (; i < n; i++)
-                blended[i] = (uint8_t)((r0[i] * (256 - wy) + r1[i] * wy + 128) >> 8);
-            row = blended.data();
+                blend[i] = (uint8_t)((r0[i] * (256 - wy) + r1[i] * wy + 128) >> 8);
+            row = blend;
         } else {
-            std::memcpy(blended.data(), r0, n);  // the pair loads read up to 16 bytes past the row
-            row = blended.data();
+            std::memcpy(blend, r0, n);  // the pair loads read up to 16 bytes past the row
+            row = blend;
         }
-        uint8_t *out = resized.data() + (size_t)y * out_w * 3;
+        uint8_t *out = resized_data + (size_t)y * out_w * 3;
         for (int p = 0; p < pairs; p++) {
-            __m128i src = _mm_loadu_si128((const __m128i *)(row + window[p]));
-            __m128i lined = _mm_shuffle_epi8(src, _mm_loadu_si128((const __m128i *)&shuffles[(size_t)p * 16]));
-            __m128i sum = _mm_maddubs_epi16(lined, _mm_loadu_si128((const __m128i *)&weights[(size_t)p * 16]));
+            __m128i src = _mm_loadu_si128((const __m128i *)(row + window_at[p]));
+            __m128i lined = _mm_shuffle_epi8(src, _mm_loadu_si128((const __m128i *)(shuffle_at + 16 * p)));
+            __m128i sum = _mm_maddubs_epi16(lined, _mm_loadu_si128((const __m128i *)(weight_at + 16 * p)));
             sum = _mm_srli_epi16(_mm_add_epi16(sum, round6), 6);
             _mm_storel_epi64((__m128i *)(out + 6 * p), _mm_packus_epi16(sum, sum));
         }
@@ -243,6 +250,111 @@ void store(const cv::Mat &rgb, void *dst, bool flip, const float *scale, const f
         out[i] = in[i] * scale[i % 3] + shift[i % 3];
 }
 
+// A JPEG written with a restart marker every k MCUs, k dividing the MCUs of a row (the
+// converter writes them so), is a grid of independently decodable segments: the DC
+// predictions restart at each marker and every segment starts on a byte boundary. The
+// segments covering a crop, copied behind the original header (its height and width
+// changed) and renumbered, are a smaller JPEG of the same pixels: libjpeg then entropy-decodes
+// only those, not every row above the crop and every column beside it.
+// Writes that JPEG to `spliced`, its origin in the image to *y_off, *x_off and its size to
+// *kept_h, *kept_w; false (nothing written) when the JPEG is not laid out so, or nothing is gained.
+bool splice(const uint8_t *src, uint64_t size, int height, int width, int top, int left, int h, int w,
+            int *y_off, int *x_off, int *kept_h, int *kept_w)
+{
+    if (size < 4 || src[0] != 0xFF || src[1] != 0xD8)
+        return false;
+    size_t pos = 2, sof = 0, scan = 0;
+    int interval = 0, components = 0, hmax = 1, vmax = 1;
+    while (pos + 4 <= size) {
+        if (src[pos] != 0xFF)
+            return false;
+        uint8_t marker = src[pos + 1];
+        if (marker == 0xFF) {  // fill byte
+            pos++;
+            continue;
+        }
+        size_t length = ((size_t)src[pos + 2] << 8) | src[pos + 3];
+        if (pos + 2 + length > size)
+            return false;
+        if (marker == 0xC0 || marker == 0xC1) {  // baseline or extended sequential, Huffman
+            sof = pos;
+            components = src[pos + 9];
+            if (length != 8 + 3 * (size_t)components)
+                return false;
+            for (int c = 0; c < components; c++) {
+                hmax = std::max(hmax, src[pos + 11 + 3 * c] >> 4);
+                vmax = std::max(vmax, src[pos + 11 + 3 * c] & 15);
+            }
+        } else if ((marker & 0xF0) == 0xC0 && marker != 0xC4 && marker != 0xCC) {
+            return false;  // progressive, lossless or arithmetic-coded
+        } else if (marker == 0xDD && length == 4) {
+            interval = (src[pos + 4] << 8) | src[pos + 5];
+        } else if (marker == 0xDA) {
+            if (!sof || src[pos + 4] != components)
+                return false;  // not one interleaved scan of all components
+            scan = pos + 2 + length;
+            break;
+        }
+        pos += 2 + length;
+    }
+    const int mcu_w = 8 * hmax, mcu_h = 8 * vmax;
+    const int per_row = (width + mcu_w - 1) / mcu_w, rows = (height + mcu_h - 1) / mcu_h;
+    if (!scan || components != 3 || interval <= 0 || per_row % interval)
+        return false;
+    const int segments_per_row = per_row / interval, segment_w = interval * mcu_w;
+    const int r0 = top / mcu_h, r1 = std::min((top + h + mcu_h - 1) / mcu_h, rows);
+    const int s0 = left / segment_w, s1 = std::min((left + w + segment_w - 1) / segment_w, segments_per_row);
+    if (r0 == 0 && s0 == 0 && s1 == segments_per_row)
+        return false;  // the whole width from the first row: libjpeg stops below the crop anyway
+    // Where each segment up to the crop's last one starts and ends (at its marker).
+    std::vector<size_t> &starts = segment_start, &ends = segment_end;  // one thread_local lookup
+    std::vector<uint8_t> &out = spliced;
+    const int needed = (r1 - 1) * segments_per_row + s1;
+    starts.assign(1, scan);
+    ends.clear();
+    const uint8_t *p = src + scan, *end = src + size;
+    while ((int)ends.size() < needed) {
+        p = static_cast<const uint8_t *>(std::memchr(p, 0xFF, end - p));
+        if (!p || p + 1 >= end)
+            return false;
+        uint8_t next = p[1];
+        if (next >= 0xD0 && next <= 0xD7) {
+            if (next != 0xD0 + ends.size() % 8)
+                return false;  // markers out of sequence: leave it to libjpeg
+            ends.push_back(p - src);
+            starts.push_back(p + 2 - src);
+            p += 2;
+        } else if (next == 0xD9) {  // end of image
+            ends.push_back(p - src);
+            break;
+        } else {
+            p += 1;  // 0xFF00 (a stuffed 0xFF byte) or fill
+        }
+    }
+    if ((int)ends.size() < needed)
+        return false;
+    *y_off = r0 * mcu_h;
+    *x_off = s0 * segment_w;
+    *kept_h = std::min(r1 * mcu_h, height) - *y_off;
+    *kept_w = std::min(s1 * segment_w, width) - *x_off;
+    out.assign(src, src + scan);
+    out[sof + 5] = (uint8_t)(*kept_h >> 8);
+    out[sof + 6] = (uint8_t)(*kept_h & 0xFF);
+    out[sof + 7] = (uint8_t)(*kept_w >> 8);
+    out[sof + 8] = (uint8_t)(*kept_w & 0xFF);
+    int written = 0;
+    for (int r = r0; r < r1; r++)
+        for (int s = s0; s < s1; s++) {
+            int i = r * segments_per_row + s;
+            if (written)
+                out.insert(out.end(), {0xFF, (uint8_t)(0xD0 + (written - 1) % 8)});
+            out.insert(out.end(), src + starts[i], src + ends[i]);
+            written++;
+        }
+    out.insert(out.end(), {0xFF, 0xD9});
+    return true;
+}
+
 // The DCT scale 1/d to decode a crop at: the largest of 8, 4, 2, 1 that keeps the crop at
 // least d times the output on both sides.
 int dct_denominator(int crop_h, int crop_w, int out_h, int out_w)
@@ -268,12 +380,22 @@ int crop_resize_or_throw(const uint8_t *src, uint64_t size, int is_jpeg, int hei
         region = image(cv::Rect(left, top, w, h));
     } else {
         int d = partial ? dct_denominator(h, w, out_h, out_w) : 1;
+        // With restart markers, only the crop's segments of the JPEG (an origin a multiple of
+        // 8 or 16 pixels away: the same pixels after scaling by 1/d).
+        const uint8_t *jpeg = src;
+        uint64_t jpeg_size = size;
+        int y_off = 0, x_off = 0, jpeg_h = height, jpeg_w = width;
+        if (partial && splice(src, size, height, width, top, left, h, w, &y_off, &x_off, &jpeg_h, &jpeg_w)) {
+            jpeg = spliced.data();
+            jpeg_size = spliced.size();
+        }
+        int jtop = top - y_off, jleft = left - x_off;
         // the crop in the image scaled by 1/d, rounded to whole pixels
-        int sh_img = (height + d - 1) / d, sw_img = (width + d - 1) / d;
-        int y0 = partial ? top / d : 0, y1 = partial ? std::min((top + h + d / 2) / d, sh_img) : sh_img;
-        int x0 = partial ? left / d : 0, x1 = partial ? std::min((left + w + d / 2) / d, sw_img) : sw_img;
+        int sh_img = (jpeg_h + d - 1) / d, sw_img = (jpeg_w + d - 1) / d;
+        int y0 = partial ? jtop / d : 0, y1 = partial ? std::min((jtop + h + d / 2) / d, sh_img) : sh_img;
+        int x0 = partial ? jleft / d : 0, x1 = partial ? std::min((jleft + w + d / 2) / d, sw_img) : sw_img;
         int got_x, got_w;
-        if (!decode_region(src, size, d, y0, y1, x0, x1, &got_x, &got_w)) {
+        if (!decode_region(jpeg, jpeg_size, d, y0, y1, x0, x1, &got_x, &got_w)) {
             if (partial)  // a JPEG libjpeg will not decode in part: decode it whole
                 return crop_resize_or_throw(src, size, is_jpeg, height, width, top, left, h, w, dst, out_h,
                                             out_w, flip, 0, scale, shift);
@@ -311,6 +433,14 @@ int crop_resize(const uint8_t *src, uint64_t size, int is_jpeg, int height, int 
     if (status != 0)
         std::memset(dst, 0, (size_t)out_h * out_w * 3 * (scale ? sizeof(float) : 1));
     return status;
+}
+
+// For the tests: whether splice() cuts this JPEG for this crop, and the part it keeps
+// (top, left, height, width) in `extent`.
+int crop_segments(const uint8_t *src, uint64_t size, int height, int width, int top, int left, int h, int w,
+                  int *extent)
+{
+    return splice(src, size, height, width, top, left, h, w, &extent[0], &extent[1], &extent[2], &extent[3]);
 }
 
 }  // extern "C"
