@@ -6,13 +6,13 @@
    Why C++: libjpeg's partial decoding is reachable only through its C API, and OpenCV's
    SIMD resize only through its C++ one.
    - ffcv's imdecode crops with tjTransform, a lossless re-encode of the crop that costs more
-     than decoding the whole image. Here the rows below the crop are never read, the rows
-     above it only entropy-decoded (jpeg_skip_scanlines), the columns beside it not
-     transformed (jpeg_crop_scanline), and all of it at DCT scale 1/2, 1/4 or 1/8 whenever
-     the crop is at least that many times the output. JPEGs with restart markers (the
-     converter writes them) are first cut down to the crop's segments in the compressed
-     stream (splice()), so not even the entropy decoding is spent on the rest. (Scales like 5/8 or 7/8 are not used:
-     libjpeg-turbo has no SIMD code for them and they decode slower than the full image.)
+     than decoding the whole image. Here JPEGs with restart markers (the converter writes
+     them) are first cut down to the crop's segments in the compressed stream (splice()).
+     Then the rows below the crop are never read, the rows above it (if any are left) only
+     entropy-decoded (jpeg_skip_scanlines), the columns beside it not transformed
+     (jpeg_crop_scanline), and all of it at DCT scale 1/2, 1/4 or 1/8 whenever the crop is
+     at least that many times the output. (Scales like 5/8 or 7/8 are not used: libjpeg-turbo
+     has no SIMD code for them and they decode slower than the full image.)
    - What remains is a shrink by less than 2x (or an enlargement): bilinear, without
      aliasing. Raw-stored images are first halved (2x2 box averages, OpenCV's fast integer
      INTER_AREA) while at least twice the output. ffcv's own decoder resizes with INTER_AREA
@@ -41,7 +41,8 @@
 namespace {
 
 // Per-thread scratch, kept for the thread's life: decoding into the same few hundred
-// kilobytes every time keeps them in cache.
+// kilobytes every time keeps them in cache. (In a shared library each use of a thread_local
+// is a function call: hot loops take plain pointers first.)
 thread_local std::vector<uint8_t> decoded, halved[2], resized, flipped, blended, shuffles, weights, spliced;
 thread_local std::vector<size_t> segment_start, segment_end;
 thread_local std::vector<int> window;
@@ -123,7 +124,6 @@ __attribute__((target("ssse3"))) bool bilinear_ssse3(const cv::Mat &region, int 
     const size_t n = (size_t)in_w * 3;
     blended.resize(n + 32);
     resized.resize((size_t)out_h * out_w * 3 + 16);  // the last pair's store runs 8 bytes on
-    // Plain pointers from here: in a shared library every use of a thread_local is a call.
     uint8_t *blend = blended.data(), *resized_data = resized.data();
     uint8_t *shuffle_at = shuffles.data(), *weight_at = weights.data();
     int *window_at = window.data();
