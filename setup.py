@@ -1,5 +1,5 @@
 """The one compiled piece: train/crop_resize.cpp, the training decoder's per-image work
-(libjpeg partial decoding + OpenCV resize). Everything else is declared in pyproject.toml."""
+(libjpeg partial decoding, resizing with SSSE3 or OpenCV). Everything else is declared in pyproject.toml."""
 import shutil
 import subprocess
 import sys

@@ -7,10 +7,11 @@ Three things make it differ from ffcv's `RandomResizedCropRGBImageDecoder` + `Ra
    and its resumption after preemption see the same augmentations, whichever worker
    thread decodes a sample. Crops follow torchvision's RandomResizedCrop (scale 0.08-1,
    ratio 3/4-4/3).
-2. Less decoding. The per-image work is one call into crop_resize.cpp: libjpeg decodes only
-   the rows and columns holding the crop, at DCT scale 1/2, 1/4 or 1/8 whenever the crop is
-   at least that many times the output; OpenCV's SIMD bilinear resizes the rest of the way.
-   Images stored raw (not JPEG) are cropped and resized the same way, without decoding.
+2. Less decoding. The per-image work is one call into crop_resize.cpp: a JPEG with restart
+   markers (the converter writes them) is cut down to the crop's segments, then libjpeg
+   decodes only the rows and columns holding the crop, at DCT scale 1/2, 1/4 or 1/8 whenever
+   the crop is at least that many times the output; a SIMD bilinear resizes the rest of the
+   way. Images stored raw (not JPEG) are cropped and resized the same way, without decoding.
 3. On a CPU it writes normalised float32 directly: one pass over the output, not two.
 """
 from __future__ import annotations
