@@ -12,6 +12,10 @@ by default, --ema 0 for the raw ones) or a final_weights.pt with params.json bes
 """
 from __future__ import annotations
 
+from fastimagenet.common.cli import isolate_script
+
+isolate_script(__file__)  # first: our module names must not shadow libraries'
+
 import argparse
 import os
 from pathlib import Path
@@ -36,6 +40,8 @@ def read_image(path: str):
             pass
     except BadImage as e:
         fail(f'{path} is not an image ({e})')
+    except Image.DecompressionBombError:
+        pass  # an image, with too many pixels: load_rgb below says so
     except DECODE_ERRORS as e:
         fail(f'{path} is not an image: not JPEG, PNG, WebP nor any format Pillow reads ({type(e).__name__})')
     try:

@@ -16,23 +16,33 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # A file failing to decode raises one of these; each becomes a skipped-file reason.
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError,
                  Image.DecompressionBombError)
+# A few bytes can declare billions of pixels (a decompression bomb): Pillow refuses above this at
+# open (and only warns from half of it). load_rgb's default, so the converter reads what it always
+# read; the web app passes a lower limit.
+MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # 178,956,970: ~13,400 px square
 
 
 class BadImage(Exception):
     """The file is not a decodable image; the message is the reason."""
 
 
-def load_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray:
+def load_rgb(path: str | os.PathLike, max_side: int | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode `path` to an (H, W, 3) uint8 RGB array, EXIF orientation applied.
 
     With `max_side`, JPEGs much larger than needed are decoded at a reduced DCT scale
     (libjpeg's draft mode), which is several times faster and no worse than decoding
     in full and shrinking: the final resize to `max_side` is still done with INTER_AREA.
+    An image declaring more than `max_pixels` (at most Pillow's limit) is refused before
+    anything is decoded.
     """
     if os.path.getsize(path) == 0:
         raise BadImage('empty file (0 bytes)')
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # reads the header only
+            w, h = im.size
+            if w * h > max_pixels:
+                raise BadImage(f'too many pixels: {w}x{h} is over the limit of {max_pixels:,}, '
+                               'could be a decompression bomb (else shrink the picture first)')
             if max_side and im.format == 'JPEG':
                 # draft() keeps the size >= the request, so quality is kept.
                 im.draft('RGB', (max_side, max_side))
@@ -41,6 +51,9 @@ def load_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray
             rgb = to_rgb_array(im)
     except BadImage:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        # Pillow's own check at open; its warning raises only where a caller made warnings errors.
+        raise BadImage(f'too many pixels: {e}'.splitlines()[0]) from None
     except DECODE_ERRORS as e:
         raise BadImage(f'{type(e).__name__}: {e}'.splitlines()[0]) from None
     return resize_max_side(rgb, max_side)
