@@ -5,7 +5,8 @@ image as ffcv stores it and write it into the data pages of the temporary file t
 (common/beton.py:SharedPages); only where it went comes back. An image that does not
 decode comes back as a reason instead and is listed in `<file>.skipped.csv`. This process
 records the samples in order, writes the tables and renames the file into place, so one
-bad file never leaves the output half-made or hangs the conversion.
+bad file never leaves the output half-made or hangs the conversion, and neither does a
+worker that dies (common/workers.py: one line of error instead).
 """
 from __future__ import annotations
 
@@ -14,18 +15,20 @@ import io
 import os
 import signal
 import time
+from contextlib import closing
 from dataclasses import asdict, dataclass
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from fastimagenet.common import faults
 from fastimagenet.common.atomic import atomic_path, write_text_atomic
 from fastimagenet.common.beton import MODE_JPG, MODE_RAW, BetonWriter, SharedPages, page_size_for
 from fastimagenet.common.classes import write_info
 from fastimagenet.common.cli import fail
 from fastimagenet.common.images import BadImage, encode_jpeg, load_rgb
+from fastimagenet.common.workers import WorkerDied, ordered_map
 
 from .layout import SplitSource
 
@@ -85,6 +88,7 @@ def _encode_chunk(args):
             mode, h, w, data = result
             result = mode, h, w, _pages.write(data), data.nbytes
         out.append((i, result))
+        faults.point('convert.worker_encoded', i)  # tests kill this worker here (sample i is in the file)
     return out
 
 
@@ -110,7 +114,7 @@ def convert_split(source: SplitSource, write_path: Path, enc: Encoding, num_work
     page_size = page_size_for(2 * enc.max_resolution ** 2 * 3)
     tasks = (([(i, samples[i][0]) for i in range(lo, min(lo + chunk_size, len(samples)))], enc)
              for lo in range(0, len(samples), chunk_size))
-    bytes_written = 0
+    bytes_written = done = 0
 
     with atomic_path(write_path) as tmp:
         try:
@@ -118,11 +122,11 @@ def convert_split(source: SplitSource, write_path: Path, enc: Encoding, num_work
                 writer = BetonWriter(fp, capacity=len(samples), page_size=page_size)
                 pages = SharedPages(tmp, writer.data_start, page_size)
                 # The workers write each sample before answering for it: once the last answer
-                # is in, so is every byte (leaving the block terminates the pool).
-                with Pool(num_workers, initializer=_worker_init, initargs=(pages,)) as pool, \
-                        tqdm(total=len(samples), unit='img', desc=f'{source.split} -> {write_path.name}',
-                             smoothing=0.05, dynamic_ncols=True) as bar:
-                    for results in pool.imap(_encode_chunk, tasks):
+                # is in, so is every byte.
+                chunks = ordered_map(_encode_chunk, tasks, num_workers, _worker_init, (pages,))
+                with closing(chunks), tqdm(total=len(samples), unit='img', smoothing=0.05,
+                                           desc=f'{source.split} -> {write_path.name}', dynamic_ncols=True) as bar:
+                    for results in chunks:
                         for i, result in results:
                             path, label = samples[i]
                             if isinstance(result, str):
@@ -131,9 +135,14 @@ def convert_split(source: SplitSource, write_path: Path, enc: Encoding, num_work
                             writer.place(*result, label)
                             counts[label] += 1
                             bytes_written += result[-1]
+                        done += len(results)
                         bar.update(len(results))
                         bar.set_postfix(skipped=len(skipped), refresh=False)
+                        faults.point('convert.placed', done)  # tests kill the conversion here
                 written = writer.finish(shared_pages=pages.claimed)
+        except WorkerDied as e:  # the OOM killer, a decoder's segfault
+            fail(f'a conversion {e}; nothing was written to {write_path}; rerun the same command '
+                 f'(with fewer --cfg.num_workers if memory ran out)')
         except OSError as e:  # disk full, no permission, a vanished mount: here or in a worker
             fail(f'could not write {write_path}: {e.strerror or e} (nothing was left at that path)')
         if written == 0:

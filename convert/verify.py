@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import signal
-from multiprocessing import Pool
+from contextlib import closing
 from pathlib import Path
 
 from tqdm import tqdm
 
+from fastimagenet.common import faults
 from fastimagenet.common.beton import BetonFile
 from fastimagenet.common.classes import read_info
 from fastimagenet.common.cli import fail
+from fastimagenet.common.workers import WorkerDied, ordered_map
 
 _file: BetonFile | None = None
 
@@ -27,6 +29,7 @@ def _undecodable(index_range: tuple[int, int]) -> list[tuple[int, str]]:
             _file.image(i)
         except ValueError as e:
             bad.append((i, str(e)))
+        faults.point('verify.worker_checked', i)  # tests kill this worker here
     return bad
 
 
@@ -43,11 +46,15 @@ def verify_beton(path: Path, num_workers: int, chunk_size: int = 500) -> dict:
 
     ranges = [(lo, min(lo + chunk_size, n)) for lo in range(0, n, chunk_size)]
     bad = []
-    with Pool(num_workers, initializer=_open, initargs=(str(path),)) as pool, \
-            tqdm(total=n, unit='img', desc=f'verify {path.name}', dynamic_ncols=True) as bar:
-        for (lo, hi), found in zip(ranges, pool.imap(_undecodable, ranges)):
-            bad.extend(found)
-            bar.update(hi - lo)
+    checked = ordered_map(_undecodable, ranges, num_workers, _open, (str(path),))
+    try:
+        with closing(checked), tqdm(total=n, unit='img', desc=f'verify {path.name}', dynamic_ncols=True) as bar:
+            for found, (lo, hi) in zip(checked, ranges):  # checked first: zip runs it to its end
+                bad.extend(found)
+                bar.update(hi - lo)
+    except WorkerDied as e:  # the OOM killer, a decoder's segfault
+        fail(f'a verify {e}; {path} was left as it is, unverified; rerun the same command '
+             f'(with fewer --cfg.num_workers if memory ran out)')
     if bad:
         fail(f'{path}: {len(bad)} of {n} images do not decode (first: sample {bad[0][0]}: {bad[0][1]})')
     return {'images': n, 'classes': num_classes if num_classes is not None else int(labels.max()) + 1}

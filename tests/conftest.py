@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +55,23 @@ def write_class_folders(split_dir: Path, per_class: dict[str, int], seed: int = 
             photo(seed * 100000 + c * 1000 + i, size).save(folder / f'{wnid}_{i}.JPEG', quality=90)
 
 
+# The trainer's tests: 4 classes (textures and a circle: learnable in a few dozen steps), 40
+# images/class for training, 31 val images (odd: divides neither by 2 processes nor by the batch).
+SAMPLE_CLASSES = ['circle', 'stripes', 'checkerboard', 'dots']
+
+
+@pytest.fixture(scope='session')
+def betons(tmp_path_factory) -> dict[str, Path]:
+    """The built-in sample (4 classes), converted; shared by every test that trains."""
+    from fastimagenet.convert.make_sample import write_sample
+    root = tmp_path_factory.mktemp('sample')
+    write_sample(root / 'images', train_per_class=40, val_per_class=8, seed=0, classes=SAMPLE_CLASSES)
+    next((root / 'images' / 'val').glob('*/*_7.JPEG')).unlink()  # an odd count
+    script('convert/write_imagenet.py', f'--cfg.data_dir={root / "images"}', f'--cfg.write_path={root}/',
+           '--cfg.max_resolution=96', '--cfg.num_workers=2')
+    return {'train': root / 'train.beton', 'val': root / 'val.beton', 'images': root / 'images'}
+
+
 @pytest.fixture
 def imagefolder(tmp_path) -> Path:
     """root/{train,val}/<wnid>/*.JPEG with 4 classes; val lacks the last class."""
@@ -60,3 +79,54 @@ def imagefolder(tmp_path) -> Path:
     write_class_folders(root / 'train', {w: 6 for w in WNIDS}, seed=1)
     write_class_folders(root / 'val', {w: 3 for w in WNIDS[:3]}, seed=2)
     return root
+
+
+def start_until_fault(args: list, point: str, folder: Path, timeout: float = 600,
+                      env: dict | None = None) -> subprocess.Popen:
+    """Start `python <args>` (in a session of its own) with the fault `point` (common/faults.py: e.g.
+    'train.epoch_saved:1') and return once it reports it is stopped there: a kill now is at a known
+    place. The process gets `.fault_pid` (the process stopped there: a worker, maybe) and its output
+    goes to files in `folder` (a full pipe would stall it before the point); `finish` collects it."""
+    stem = f'fault-{point}-{time.time_ns()}'.replace('.', '-').replace(':', '-').replace('=', '-')
+    mark, out_path, err_path = (folder / f'{stem}{suffix}' for suffix in ('.txt', '.out', '.err'))
+    with open(out_path, 'w') as out, open(err_path, 'w') as err:
+        proc = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, stdout=out, stderr=err,
+                                start_new_session=True, env={**os.environ, **(env or {}), 'FASTIMAGENET_FAULT': point,
+                                                             'FASTIMAGENET_FAULT_FILE': str(mark)})
+    proc.outputs = (out_path, err_path)
+    deadline = time.time() + timeout
+    while not (mark.exists() and mark.read_text().endswith('\n')):
+        if proc.poll() is not None or time.time() > deadline:
+            kill_tree(proc)
+            pytest.fail(f'{args[0]} never reached {point} (exit {proc.returncode}):\n{err_path.read_text()[-3000:]}')
+        time.sleep(0.05)
+    proc.fault_pid = int(re.search(r'\(pid (\d+)\)', mark.read_text()).group(1))
+    return proc
+
+
+def finish(proc: subprocess.Popen, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Wait for a process started by start_until_fault to end (a hang fails the test) and collect its output."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc)
+        pytest.fail(f'still running {timeout} s on:\n{proc.outputs[1].read_text()[-2000:]}')
+    out, err = (p.read_text() for p in proc.outputs)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a process and all its descendants, wherever their sessions are (torchrun starts
+    its workers in sessions of their own: killing its process group would leave them running)."""
+    import psutil
+    try:
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = []
+    for p in family:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait(timeout=60)
+    psutil.wait_procs(family, timeout=60)

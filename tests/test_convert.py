@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from PIL import Image
 from fastimagenet.common.beton import BetonFile
 from fastimagenet.common.classes import read_info
 
-from conftest import ROOT, WNIDS, error_line, photo, script, write_class_folders
+from conftest import ROOT, WNIDS, error_line, finish, photo, script, start_until_fault, write_class_folders
 
 WRITER = 'convert/write_imagenet.py'
 
@@ -252,37 +253,86 @@ def test_unknown_config_key_in_yaml(imagefolder, tmp_path):
     assert "unknown key 'cfg.max_resolutoin'" in error_line(proc) and 'cfg.max_resolution' in error_line(proc)
 
 
-def started(temps) -> bool:
-    try:
-        return any(t.stat().st_size > 20e6 for t in temps)
-    except FileNotFoundError:
-        return False
+def left_behind(pgid: int, timeout: float = 60) -> list[int]:
+    """Processes of the group still running (workers that outlived their converter) once none
+    is or `timeout` s have passed; those are then killed, to leave no strays behind a failure."""
+    deadline = time.monotonic() + timeout
+    while (live := running_in_group(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in live:
+        os.kill(pid, signal.SIGKILL)
+    return live
+
+
+def running_in_group(pgid: int) -> list[int]:
+    running = []
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            state, _, group = stat.read_text().rsplit(')', 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue  # it ended while we looked
+        if int(group) == pgid and state not in 'ZX':  # a zombie is dead, only not yet reaped
+            running.append(int(stat.parent.name))
+    return running
 
 
 def test_killed_conversion_leaves_nothing_that_looks_valid(tmp_path):
-    data = tmp_path / 'big'
-    write_class_folders(data / 'train', {'n00000001': 300, 'n00000002': 300}, size=(480, 400))
+    """Interrupted or killed midway, the converter leaves nothing at its output path, its workers
+    end with it, and what a SIGKILL leaves behind is hidden and cleaned by the next run."""
+    data = tmp_path / 'data'
+    write_class_folders(data / 'train', {'n00000001': 15, 'n00000002': 15})  # 6 chunks of 5
     out = tmp_path / 'out' / 'train.beton'
     out.parent.mkdir()
-    for sig in (signal.SIGINT, signal.SIGKILL):  # SIGKILL last: its leftovers are checked below
-        proc = subprocess.Popen([sys.executable, WRITER, f'--cfg.data_dir={data}', f'--cfg.write_path={out}',
-                                 '--cfg.split=train', '--cfg.num_workers=1', '--cfg.chunk_size=10'],
-                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        deadline = time.time() + 120
-        while not started(out.parent.glob('.train.beton.tmp-*')) and time.time() < deadline:
-            time.sleep(0.01)  # until images are being written (the whole file is ~190 MB)
-        os.killpg(proc.pid, sig)
-        proc.communicate(timeout=60)
-        assert proc.returncode != 0, 'the conversion finished before it was killed'
+    temps = lambda: list(out.parent.glob('.train.beton.tmp-*'))
+    # Ctrl-C reaches the whole process group; the OOM killer, the converter alone.
+    # SIGKILL last: its leftovers are checked below.
+    for sig, whom in ((signal.SIGINT, 'group'), (signal.SIGKILL, 'group'), (signal.SIGKILL, 'parent')):
+        # stopped once 10 of the 30 images are recorded: midway, whatever the machine's speed
+        proc = start_until_fault([WRITER, f'--cfg.data_dir={data}', f'--cfg.write_path={out}', '--cfg.split=train',
+                                  '--cfg.num_workers=2', '--cfg.chunk_size=5'], 'convert.placed:10', tmp_path, 120)
+        assert temps() and not out.exists()
+        (os.killpg if whom == 'group' else os.kill)(proc.pid, sig)
+        done = finish(proc)
+        assert done.returncode == (130 if sig == signal.SIGINT else -sig), done.stderr[-2000:]
         assert not out.exists(), f'{sig!r} left {out}'
         assert not Path(f'{out}.json').exists()
-    assert list(out.parent.glob('.train.beton.tmp-*'))  # the SIGKILLed one's leftovers, hidden
+        assert not left_behind(proc.pid), f'workers outlived a converter killed by {sig!r} ({whom})'
+        if sig == signal.SIGINT:  # handled: the temp file is gone too
+            assert 'interrupted' in done.stderr and not temps()
+    assert len(temps()) == 1  # the last SIGKILLed run's, hidden (that run had removed the one before)
 
     # the next run cleans the dead writer's temp file and completes
-    script(WRITER, f'--cfg.data_dir={data}', f'--cfg.write_path={out}', '--cfg.split=train',
-           '--cfg.subset=20', '--cfg.num_workers=2')
+    convert(data, out, '--cfg.split=train', '--cfg.subset=20')
     assert BetonFile(out).num_samples == 20
-    assert not list(out.parent.glob('.train.beton.tmp-*'))
+    assert not temps()
+
+
+@pytest.mark.parametrize('command', ['convert', 'verify'])
+def test_dead_worker_is_one_line_and_leaves_nothing(imagefolder, tmp_path, command):
+    """A worker killed as the OOM killer kills (SIGKILL) ends the command at once with one line
+    of error, nothing half-written at the output path, and no process left behind."""
+    out = tmp_path / 'out' / 'train.beton'
+    if command == 'convert':
+        args = [f'--cfg.data_dir={imagefolder}', '--cfg.split=train', '--cfg.chunk_size=5']
+        fault = 'convert.worker_encoded:7'  # in the 2nd of 5 chunks: the other worker goes on
+    else:
+        convert(imagefolder, out, '--cfg.split=train')
+        before = out.read_bytes()
+        args, fault = ['--cfg.verify=1'], 'verify.worker_checked:7'
+    proc = start_until_fault([WRITER, f'--cfg.write_path={out}', '--cfg.num_workers=2', *args], fault, tmp_path, 120)
+    worker = proc.fault_pid
+    assert worker != proc.pid
+    os.kill(worker, signal.SIGKILL)
+    line = error_line(finish(proc))
+    who = 'conversion' if command == 'convert' else 'verify'
+    assert line.startswith(f'error: a {who} worker (pid {worker}) died, killed by signal 9 (SIGKILL'), line
+    assert str(out) in line and 'rerun' in line
+    if command == 'convert':
+        assert not out.exists() and not Path(f'{out}.json').exists()
+    else:
+        assert out.read_bytes() == before
+    assert not list(out.parent.glob('.*.tmp-*'))
+    assert not left_behind(proc.pid)
 
 
 def test_verify_mode(imagefolder, tmp_path):
