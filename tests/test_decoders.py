@@ -2,18 +2,25 @@
 that stays close to decoding in full."""
 from __future__ import annotations
 
+import ctypes
+import json
 import math
+import mmap
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from fastimagenet.common.beton import BetonFile
-from fastimagenet.common.images import restart_interval
-from fastimagenet.train.decoders import RandomResizedCropFlipDecoder, do_flip, random_crop, sample_key
+from fastimagenet.common.beton import MODE_JPG, MODE_RAW, BetonFile, BetonWriter
+from fastimagenet.common.images import encode_jpeg, restart_interval
+from fastimagenet.train.decoders import RandomResizedCropFlipDecoder, do_flip, random_crop
+from fastimagenet.train.draws import sample_key
 from fastimagenet.train.inputs import IMAGENET_MEAN, IMAGENET_STD
 
-from conftest import script
+from conftest import photo, script
 
 
 @pytest.fixture(scope='module')
@@ -140,14 +147,15 @@ def test_an_undecodable_jpeg_leaves_zeros_not_a_crash():
 def test_training_loader_gives_normalised_channels_last_batches_on_cpu(betons, decoder):
     """Both `data.decoder` choices, built as the trainer builds them: the fast decoder
     normalises inside the decoder, the stock one through ffcv's NormalizeImage."""
-    from fastimagenet.train.loaders import batches, train_loader
-    loader, _ = train_loader(betons['jpg'], batch_size=8, num_workers=2, in_memory=1, res=64, seed=0,
-                             distributed=False, device=torch.device('cpu'), decoder=decoder)
-    images, labels = next(batches(loader, 2))
-    assert images.shape == (8, 3, 64, 64) and images.dtype == torch.float32
+    from fastimagenet.train.loaders import train_loader
+    data = train_loader(betons['jpg'], batch_size=8, num_workers=2, in_memory=1, res=64, seed=0,
+                        distributed=False, device=torch.device('cpu'), decoder=decoder)
+    images, labels, indices = next(iter(data))
+    assert data.normalized and images.shape == (8, 3, 64, 64) and images.dtype == torch.float32
     assert images.is_contiguous(memory_format=torch.channels_last)
     assert -2.5 < images.mean() < 2.5 and images.std() > 0.1  # normalised, not 0-255
     assert labels.shape == (8,) and labels.dtype == torch.int64
+    assert torch.equal(labels, torch.as_tensor(BetonFile(betons['jpg']).labels[indices.numpy()]))
 
 
 def test_a_crop_outside_the_image_leaves_zeros_not_a_crash():
@@ -164,12 +172,12 @@ def test_loader_keeps_its_buffers_and_survives_an_epoch_left_early(betons):
     """The project's Loader reuses ffcv's batch buffers across epochs. An epoch abandoned
     after one batch must not write into the next epoch's batches, and a new resolution
     must get buffers of the new shape."""
-    from fastimagenet.train.loaders import batches, train_loader
+    from fastimagenet.train.loaders import train_loader
 
-    def epoch(loader, decoder, e, stop_after=None):
-        loader.next_epoch, decoder.epoch = e, e
+    def epoch(data, e, stop_after=None, res=48):
+        data.start_epoch(e, res)
         out = []
-        for i, (images, labels) in enumerate(batches(loader, 2)):
+        for i, (images, labels, _) in enumerate(data):
             out.append((images.clone(), labels.clone(), images.data_ptr()))
             if stop_after is not None and i + 1 == stop_after:
                 break
@@ -178,22 +186,20 @@ def test_loader_keeps_its_buffers_and_survives_an_epoch_left_early(betons):
     def build():
         return train_loader(betons['jpg'], batch_size=8, num_workers=2, in_memory=1, res=48, seed=0,
                             distributed=False, device=torch.device('cpu'))
-    loader, decoder = build()
-    first = epoch(loader, decoder, 0)
-    epoch(loader, decoder, 1, stop_after=1)  # left early: its producer thread was still running
-    again = epoch(loader, decoder, 0)
+    data = build()
+    first = epoch(data, 0)
+    epoch(data, 1, stop_after=1)  # left early: its producer thread was still running
+    again = epoch(data, 0)
     assert len(again) == len(first) == 48 // 8
     for (x, y, ptr), (x2, y2, ptr2) in zip(first, again):
         assert ptr == ptr2  # the same memory, epoch after epoch
         assert torch.equal(y, y2) and torch.equal(x, x2)
 
-    fresh_loader, fresh_decoder = build()  # epoch 1 in full, from a loader that never stopped early
-    expected = epoch(fresh_loader, fresh_decoder, 1)
-    got = epoch(loader, decoder, 1)
+    expected = epoch(build(), 1)  # epoch 1 in full, from a loader that never stopped early
+    got = epoch(data, 1)
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(expected, got))
 
-    decoder.output_size = (32, 32)  # progressive resizing: new buffers of the new shape
-    smaller = epoch(loader, decoder, 2)
+    smaller = epoch(data, 2, res=32)  # progressive resizing: new buffers of the new shape
     assert smaller[0][0].shape == (8, 3, 32, 32)
 
 
@@ -283,3 +289,170 @@ def test_cut_jpeg_decodes_as_the_whole_one(betons):
         # identical but at the kept part's edges (chroma upsampling has no neighbour there)
         assert np.abs(outs[0] - outs[1]).mean() < 0.1, i
     assert cut_count > len(beton) // 2
+
+
+# Samples that are not what their metadata says. crop_resize.cpp must check the metadata against
+# the buffer it is given, never read or write past either buffer, and leave zeros and a nonzero
+# status. An over-read mostly reads someone else's bytes unnoticed, so these tests put every
+# buffer's end against an inaccessible page (one byte beyond segfaults) and call in a child
+# process (a segfault fails the test, not pytest).
+
+def in_child(function: str, *args: str) -> subprocess.CompletedProcess:
+    """`function(*args)` of this module in a fresh interpreter."""
+    return subprocess.run([sys.executable, '-c', f'import sys, test_decoders; test_decoders.{function}(*sys.argv[1:])',
+                           *map(str, args)], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=600)
+
+
+def guarded(nbytes: int) -> int:
+    """The address of `nbytes` zeroed bytes that end where 1 MiB without access begins."""
+    libc = ctypes.CDLL(None)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    guard = 1 << 20  # wider than a few rows of any image here: an over-read cannot jump it
+    span = -(-nbytes // mmap.PAGESIZE) * mmap.PAGESIZE + guard
+    base = libc.mmap(None, span, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    assert base not in (None, ctypes.c_void_p(-1).value) and libc.mprotect(base + span - guard, guard, 0) == 0
+    return base + span - guard - nbytes
+
+
+def _case(data: bytes, jpeg: bool, height=240, width=320, crop=(0, 0, 240, 320), out=(32, 32), partial=1,
+          normalise=False) -> dict:
+    return dict(data=data, jpeg=int(jpeg), height=height, width=width, crop=crop, out=out, partial=partial,
+                normalise=normalise)
+
+
+def stored_samples():
+    """A 240 x 320 picture, raw and as the converter's JPEG (restart markers every 4 of a row's 20 MCUs)."""
+    pixels = np.array(photo(3, size=(320, 240)))
+    return pixels.tobytes(), encode_jpeg(pixels, 90).tobytes()
+
+
+def bad_samples() -> dict[str, dict]:
+    """crop_resize's arguments, by name, for samples at odds with their metadata (or crops with the image)."""
+    raw, jpeg = stored_samples()
+    scan = jpeg.index(b'\xff\xda')
+    rst2 = jpeg.index(b'\xff\xd2', scan)
+    top, bottom = (0, 0, 100, 100), (140, 220, 100, 100)
+    return {
+        'raw_a_byte_short': _case(raw[:-1], False),
+        'raw_half_of_it': _case(raw[:len(raw) // 2], False, crop=bottom),
+        'raw_a_byte_short_normalised': _case(raw[:-1], False, normalise=True),
+        'raw_empty': _case(b'', False),
+        'raw_longer_than_stated': _case(raw + bytes(960), False),
+        'raw_holding_a_jpeg': _case(jpeg, False),
+        # 65535 x 21846 x 3 bytes is 65534 modulo 2**32: a size computed in 32 bits would agree
+        'raw_absurd_size_wrapping_32_bits': _case(raw[:65534], False, height=65535, width=21846,
+                                                   crop=(0, 0, 65535, 21846)),
+        'zero_height': _case(b'', False, height=0, crop=(0, 0, 0, 0)),
+        'zero_width': _case(b'', False, width=0, crop=(120, 0, 0, 0)),  # random_crop's for width 0
+        'raw_empty_crop': _case(raw, False, crop=(10, 10, 0, 50)),
+        'negative_output_size': _case(raw, False, out=(-1, 32)),
+        'jpeg_taller_than_stated': _case(jpeg, True, height=200, crop=top),
+        'jpeg_shorter_than_stated': _case(jpeg, True, height=256, crop=top),
+        'jpeg_narrower_than_stated': _case(jpeg, True, width=336, crop=top),
+        'jpeg_cut_below_the_crop': _case(jpeg[:len(jpeg) * 2 // 3], True, crop=top),
+        'jpeg_cut_above_the_crop': _case(jpeg[:len(jpeg) // 3], True, crop=bottom),
+        'jpeg_cut_decoded_whole': _case(jpeg[:len(jpeg) // 2], True, partial=0),
+        'jpeg_cut_in_its_scan_header': _case(jpeg[:scan] + b'\xff\xda\x00\x02', True, crop=bottom),
+        'jpeg_frame_header_shorter_than_its_fields': _case(b'\xff\xd8\xff\xc0\x00\x02\xff\xd9', True, crop=bottom),
+        'jpeg_lost_a_restart_marker': _case(jpeg[:rst2] + jpeg[rst2 + 2:], True, partial=0),
+        'jpeg_crop_past_the_right_edge': _case(jpeg, True, crop=(0, 250, 100, 100)),
+        'jpeg_crop_above_the_top': _case(jpeg, True, crop=(-20, 0, 100, 100)),
+        'jpeg_empty_crop': _case(jpeg, True, crop=(0, 0, 0, 100)),
+    }
+
+
+def good_samples() -> dict[str, dict]:
+    """The same sample as stated, cropped at its last rows and columns: nothing beyond them is read."""
+    raw, jpeg = stored_samples()
+    corner = (140, 220, 100, 100)
+    return {
+        'raw_whole': _case(raw, False),
+        'raw_corner_enlarged': _case(raw, False, crop=corner, out=(160, 160)),
+        'raw_corner_normalised': _case(raw, False, crop=corner, normalise=True),
+        'jpeg_corner': _case(jpeg, True, crop=corner),
+        'jpeg_whole_decoded_whole': _case(jpeg, True, partial=0),
+    }
+
+
+def call_guarded(*names: str) -> None:
+    """(In a child process.) crop_resize on each named case, its sample and its output each ending
+    at an inaccessible page; prints the name before, the status and whether the output is all zeros after."""
+    from fastimagenet.train.decoders import crop_resize
+    cases = {**bad_samples(), **good_samples()}
+    scale, shift = np.full(3, 1 / 64, np.float32), np.full(3, -1.0, np.float32)
+    for name in names:
+        case = cases[name]
+        print('calling', name, flush=True)
+        src = guarded(len(case['data']))
+        ctypes.memmove(src, case['data'], len(case['data']))
+        out_h, out_w = case['out']
+        itemsize = 4 if case['normalise'] else 1
+        out_bytes = max(out_h, 0) * max(out_w, 0) * 3 * itemsize
+        dst = guarded(out_bytes)
+        out = np.frombuffer((ctypes.c_uint8 * out_bytes).from_address(dst), np.uint8)
+        out[:] = 7
+        status = crop_resize(src, len(case['data']), case['jpeg'], case['height'], case['width'], *case['crop'],
+                             dst, out_h, out_w, 1, case['partial'], *((scale.ctypes.data, shift.ctypes.data)
+                                                                     if case['normalise'] else (None, None)))
+        print(json.dumps({'case': name, 'status': status, 'zeros': not out.any()}), flush=True)
+
+
+@pytest.fixture(scope='module')
+def guarded_calls() -> dict[str, dict]:
+    """call_guarded on every case, by name: {'status', 'zeros'}, or {'crashed': how}. A crash ends
+    its child; the next child goes on from the case after it."""
+    results, pending = {}, [*bad_samples(), *good_samples()]
+    while pending:
+        proc = in_child('call_guarded', *pending)
+        started = None
+        for line in proc.stdout.splitlines():
+            if line.startswith('calling '):
+                started = line.split()[1]
+            else:
+                result = json.loads(line)
+                results[result.pop('case')] = result
+        if proc.returncode == 0:
+            break
+        if started is None or started in results:
+            pytest.fail(f'the child failed between cases (exit {proc.returncode}):\n{proc.stderr[-3000:]}')
+        results[started] = {'crashed': f'exit {proc.returncode} {proc.stderr.strip()[-300:]}'}
+        pending = pending[pending.index(started) + 1:]
+    return results
+
+
+@pytest.mark.parametrize('case', list(bad_samples()))
+def test_a_sample_at_odds_with_its_metadata_leaves_zeros_and_a_status(guarded_calls, case):
+    result = guarded_calls[case]
+    assert 'crashed' not in result and result['status'] != 0 and result['zeros'], result
+
+
+@pytest.mark.parametrize('case', list(good_samples()))
+def test_a_sample_as_stated_decodes_without_reading_past_its_end(guarded_calls, case):
+    assert guarded_calls[case] == {'status': 0, 'zeros': False}
+
+
+def decode_to(beton: str, out: str) -> None:
+    """(In a child process.) decode_all(beton) at 64 px -> the .npy `out`."""
+    np.save(out, decode_all(Path(beton), 64).numpy())
+
+
+def test_the_loader_leaves_zeros_for_samples_at_odds_with_their_metadata(tmp_path):
+    """A .beton read by ffcv's loader with our decoder, its bad samples between good ones: a raw
+    image whose metadata claims twice the rows its bytes hold (the next sample's bytes follow it
+    in the page), a JPEG cut short, a JPEG taller than its metadata says."""
+    raw, jpeg = stored_samples()
+    samples = [(MODE_RAW, 240, raw), (MODE_RAW, 480, raw), (MODE_JPG, 240, jpeg),
+               (MODE_JPG, 240, jpeg[:len(jpeg) * 2 // 3]), (MODE_JPG, 200, jpeg), (MODE_RAW, 240, raw)]
+    beton = tmp_path / 'inconsistent.beton'
+    with open(beton, 'wb') as f:
+        writer = BetonWriter(f, capacity=len(samples))
+        for label, (mode, height, data) in enumerate(samples):
+            writer.add(mode, height, 320, np.frombuffer(data, np.uint8), label)
+        writer.finish()
+    proc = in_child('decode_to', beton, tmp_path / 'images.npy')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    images = np.load(tmp_path / 'images.npy')
+    assert images.shape == (len(samples), 64, 64, 3)
+    assert [bool(image.any()) for image in images] == [True, False, True, False, False, True]

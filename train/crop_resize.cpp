@@ -21,7 +21,10 @@
      INTER_LINEAR blends one pixel per step and resamples every source row along x, which
      made it most of a raw image's cost. Elsewhere OpenCV's does it. The two agree within 2
      grey levels (mean 0.15).
-   - The float conversion (and the flip, if still to do) is one last pass over the output. */
+   - The float conversion (and the flip, if still to do) is one last pass over the output.
+   The metadata comes from a file and is checked against the buffer before anything is read by
+   it (consistent(), the JPEG's own header, splice()'s bounds): a sample that is not what it
+   says leaves zeros and -1, at the cost of a few comparisons. */
 #include <Python.h>  // only for the module stub at the end
 
 #include <csetjmp>
@@ -53,14 +56,44 @@ struct ErrorManager {
 };
 
 void on_error(j_common_ptr cinfo) { longjmp(reinterpret_cast<ErrorManager *>(cinfo->err)->jump, 1); }
-void on_message(j_common_ptr, int) {}
+// A warning (level -1) is corrupt data that libjpeg would paper over: a stream cut short gets
+// grey rows, a lost restart marker a resynchronisation. Every JPEG of a .beton was written by
+// libjpeg (our converter's or ffcv's cv2.imencode) and decodes without one: fail instead.
+void on_message(j_common_ptr cinfo, int level)
+{
+    if (level < 0)
+        on_error(cinfo);
+}
 
-// Rows [y0, y1) and at least columns [x0, x1) of the JPEG decoded at scale 1/denom, into
-// `decoded` as RGB rows of *out_w pixels starting at column *out_x (iMCU-aligned, so at or
-// left of x0). No C++ object lives in this frame: libjpeg reports errors by longjmp.
+// The largest side a JPEG, and ffcv's uint16 metadata, can state.
+constexpr int max_side = 65535;
+bool plausible_side(int v) { return v > 0 && v <= max_side; }
+
+// Whether the sample can be what its metadata says, checked before anything is read by it:
+// sides a JPEG could have, the crop inside the image, a raw image exactly height x width x 3
+// bytes, a JPEG that ends with its end-of-image marker (FF D9, as libjpeg writes it). A JPEG cut
+// short anywhere fails whole, whichever crop is drawn: the segments a crop needs may all be
+// there, but not the rest of the image. (That a JPEG's own header agrees is checked as it is
+// read.)
+bool consistent(const uint8_t *src, uint64_t size, int is_jpeg, int height, int width, int top, int left,
+                int h, int w)
+{
+    if (!plausible_side(height) || !plausible_side(width) || !plausible_side(h) || !plausible_side(w))
+        return false;
+    if (top < 0 || left < 0 || top > height - h || left > width - w)
+        return false;
+    if (!is_jpeg)
+        return size == (uint64_t)height * width * 3;
+    return size >= 4 && src[size - 2] == 0xFF && src[size - 1] == 0xD9;
+}
+
+// Rows [y0, y1) and at least columns [x0, x1) of the JPEG, an image_h x image_w image by its
+// header (else false), decoded at scale 1/denom, into `decoded` as RGB rows of *out_w pixels
+// starting at column *out_x (iMCU-aligned, so at or left of x0). No C++ object lives in this
+// frame: libjpeg reports errors by longjmp.
 // (Keeping one decompressor per thread instead of creating one per image was no faster.)
-bool decode_region(const uint8_t *src, uint64_t size, int denom, int y0, int y1, int x0, int x1,
-                   int *out_x, int *out_w)
+bool decode_region(const uint8_t *src, uint64_t size, int image_h, int image_w, int denom, int y0, int y1,
+                   int x0, int x1, int *out_x, int *out_w)
 {
     jpeg_decompress_struct cinfo;
     ErrorManager err;
@@ -75,6 +108,8 @@ bool decode_region(const uint8_t *src, uint64_t size, int denom, int y0, int y1,
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, src, (unsigned long)size);
     jpeg_read_header(&cinfo, TRUE);
+    if (cinfo.image_height != (JDIMENSION)image_h || cinfo.image_width != (JDIMENSION)image_w)
+        longjmp(err.jump, 1);  // not the image the metadata describes: the crop was drawn for that
     cinfo.out_color_space = JCS_RGB;
     cinfo.scale_num = 1;
     cinfo.scale_denom = denom;
@@ -257,7 +292,8 @@ void store(const cv::Mat &rgb, void *dst, bool flip, const float *scale, const f
 // changed) and renumbered, are a smaller JPEG of the same pixels: libjpeg then entropy-decodes
 // only those, not every row above the crop and every column beside it.
 // Writes that JPEG to `spliced`, its origin in the image to *y_off, *x_off and its size to
-// *kept_h, *kept_w; false (nothing written) when the JPEG is not laid out so, or nothing is gained.
+// *kept_h, *kept_w; false (nothing written) when the JPEG is not laid out so, its header is not
+// of a height x width image, or nothing is gained. Reads only src's `size` bytes, whatever they hold.
 bool splice(const uint8_t *src, uint64_t size, int height, int width, int top, int left, int h, int w,
             int *y_off, int *x_off, int *kept_h, int *kept_w)
 {
@@ -274,13 +310,17 @@ bool splice(const uint8_t *src, uint64_t size, int height, int width, int top, i
             continue;
         }
         size_t length = ((size_t)src[pos + 2] << 8) | src[pos + 3];
-        if (pos + 2 + length > size)
+        if (length < 2 || pos + 2 + length > size)
             return false;
         if (marker == 0xC0 || marker == 0xC1) {  // baseline or extended sequential, Huffman
             sof = pos;
+            if (length < 8)
+                return false;
             components = src[pos + 9];
             if (length != 8 + 3 * (size_t)components)
                 return false;
+            if (((src[pos + 5] << 8) | src[pos + 6]) != height || ((src[pos + 7] << 8) | src[pos + 8]) != width)
+                return false;  // the MCU grid below is the metadata's: libjpeg will refuse it
             for (int c = 0; c < components; c++) {
                 hmax = std::max(hmax, src[pos + 11 + 3 * c] >> 4);
                 vmax = std::max(vmax, src[pos + 11 + 3 * c] & 15);
@@ -290,7 +330,7 @@ bool splice(const uint8_t *src, uint64_t size, int height, int width, int top, i
         } else if (marker == 0xDD && length == 4) {
             interval = (src[pos + 4] << 8) | src[pos + 5];
         } else if (marker == 0xDA) {
-            if (!sof || src[pos + 4] != components)
+            if (!sof || length < 3 || src[pos + 4] != components)
                 return false;  // not one interleaved scan of all components
             scan = pos + 2 + length;
             break;
@@ -369,11 +409,14 @@ int dct_denominator(int crop_h, int crop_w, int out_h, int out_w)
 // if flip: uint8 RGB, or float32 normalised as value * scale[c] + shift[c] when scale is not
 // NULL. src is the stored image: a JPEG of `size` bytes when is_jpeg, else raw RGB.
 // partial = 0 decodes JPEGs whole at full scale (the reference path of the tests).
-// Returns 0, or -1 if the JPEG did not decode (the caller zeroes dst).
+// Returns 0, or -1 if the sample is not what the arguments say (see consistent()) or the JPEG did
+// not decode (the caller zeroes dst).
 int crop_resize_or_throw(const uint8_t *src, uint64_t size, int is_jpeg, int height, int width,
                          int top, int left, int h, int w, void *dst, int out_h, int out_w, int flip,
                          int partial, const float *scale, const float *shift)
 {
+    if (!consistent(src, size, is_jpeg, height, width, top, left, h, w))
+        return -1;
     cv::Mat region;
     if (!is_jpeg) {
         cv::Mat image(height, width, CV_8UC3, const_cast<uint8_t *>(src));
@@ -395,7 +438,7 @@ int crop_resize_or_throw(const uint8_t *src, uint64_t size, int is_jpeg, int hei
         int y0 = partial ? jtop / d : 0, y1 = partial ? std::min((jtop + h + d / 2) / d, sh_img) : sh_img;
         int x0 = partial ? jleft / d : 0, x1 = partial ? std::min((jleft + w + d / 2) / d, sw_img) : sw_img;
         int got_x, got_w;
-        if (!decode_region(jpeg, jpeg_size, d, y0, y1, x0, x1, &got_x, &got_w)) {
+        if (!decode_region(jpeg, jpeg_size, jpeg_h, jpeg_w, d, y0, y1, x0, x1, &got_x, &got_w)) {
             if (partial)  // a JPEG libjpeg will not decode in part: decode it whole
                 return crop_resize_or_throw(src, size, is_jpeg, height, width, top, left, h, w, dst, out_h,
                                             out_w, flip, 0, scale, shift);
@@ -418,16 +461,19 @@ int crop_resize_or_throw(const uint8_t *src, uint64_t size, int is_jpeg, int hei
 extern "C" {
 
 // crop_resize_or_throw, with dst zeroed and -1 returned on any failure: no C++ exception may
-// cross into the numba caller, where it would abort the process.
+// cross into the numba caller, where it would abort the process. Nothing outside src's `size`
+// bytes and dst's out_h x out_w x 3 values is read or written, whatever the other arguments.
 int crop_resize(const uint8_t *src, uint64_t size, int is_jpeg, int height, int width,
                 int top, int left, int h, int w, void *dst, int out_h, int out_w, int flip,
                 int partial, const float *scale, const float *shift)
 {
+    if (!plausible_side(out_h) || !plausible_side(out_w))
+        return -1;  // no output to zero: its size is what is wrong
     int status;
     try {
         status = crop_resize_or_throw(src, size, is_jpeg, height, width, top, left, h, w, dst, out_h, out_w,
                                       flip, partial, scale, shift);
-    } catch (...) {  // a crop outside the image's stated size (cv::Exception), out of memory
+    } catch (...) {  // out of memory (std::bad_alloc), an OpenCV assertion (cv::Exception)
         status = -1;
     }
     if (status != 0)
@@ -440,7 +486,8 @@ int crop_resize(const uint8_t *src, uint64_t size, int is_jpeg, int height, int 
 int crop_segments(const uint8_t *src, uint64_t size, int height, int width, int top, int left, int h, int w,
                   int *extent)
 {
-    return splice(src, size, height, width, top, left, h, w, &extent[0], &extent[1], &extent[2], &extent[3]);
+    return consistent(src, size, 1, height, width, top, left, h, w) &&
+           splice(src, size, height, width, top, left, h, w, &extent[0], &extent[1], &extent[2], &extent[3]);
 }
 
 }  // extern "C"

@@ -24,9 +24,9 @@ from ffcv.fields.rgb_image import IMAGE_MODES, SimpleRGBImageDecoder
 from ffcv.pipeline.allocation_query import AllocationQuery
 from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.state import State
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
+
+from .draws import load_int64, sample_key, uniform
 
 try:
     from . import _crop_resize
@@ -41,49 +41,21 @@ crop_resize.argtypes = [ctypes.c_void_p, ctypes.c_uint64, *[ctypes.c_int] * 7,  
                         ctypes.c_void_p, *[ctypes.c_int] * 4,  # dst, out_h, out_w, flip, partial
                         ctypes.c_void_p, ctypes.c_void_p]  # per-channel scale, shift (or NULL)
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-@intrinsic
-def _load_int64(typingctx, address):
-    """Read an int64 through its address: numba freezes captured arrays as constants,
-    so a value that changes every epoch (without recompiling) is read through memory."""
-    def codegen(context, builder, signature, args):
-        return builder.load(builder.inttoptr(args[0], ir.IntType(64).as_pointer()))
-    return types.int64(types.intp), codegen
-
-
-@njit(inline='always')
-def _mix(z):
-    # splitmix64's finaliser: a cheap, well-distributed 64-bit hash.
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-@njit(inline='always')
-def _uniform(key, k):
-    """The k-th uniform draw in [0, 1) of the stream `key`."""
-    return (_mix(key + np.uint64(k) * _GOLDEN) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
-@njit
-def sample_key(seed, epoch, index):
-    return _mix(np.uint64(seed) ^ _mix(np.uint64(epoch) * _GOLDEN ^ _mix(np.uint64(index))))
-
 
 @njit
 def random_crop(key, height, width, scale_lo, scale_hi, log_ratio_lo, log_ratio_hi):
     """torchvision's RandomResizedCrop.get_params with draws from `key`: (top, left, h, w)."""
+    if height == 0 or width == 0:  # metadata of no image: an empty crop, which crop_resize refuses
+        return 0, 0, 0, 0
     area = height * width
     for attempt in range(10):
-        target_area = area * (scale_lo + (scale_hi - scale_lo) * _uniform(key, 4 * attempt))
-        aspect = np.exp(log_ratio_lo + (log_ratio_hi - log_ratio_lo) * _uniform(key, 4 * attempt + 1))
+        target_area = area * (scale_lo + (scale_hi - scale_lo) * uniform(key, 4 * attempt))
+        aspect = np.exp(log_ratio_lo + (log_ratio_hi - log_ratio_lo) * uniform(key, 4 * attempt + 1))
         w = int(np.round(np.sqrt(target_area * aspect)))
         h = int(np.round(np.sqrt(target_area / aspect)))
         if 0 < w <= width and 0 < h <= height:
-            top = int(_uniform(key, 4 * attempt + 2) * (height - h + 1))
-            left = int(_uniform(key, 4 * attempt + 3) * (width - w + 1))
+            top = int(uniform(key, 4 * attempt + 2) * (height - h + 1))
+            left = int(uniform(key, 4 * attempt + 3) * (width - w + 1))
             return top, left, h, w
     # Fallback, as torchvision: the central crop with the ratio clamped into range.
     in_ratio = width / height
@@ -100,7 +72,7 @@ def random_crop(key, height, width, scale_lo, scale_hi, log_ratio_lo, log_ratio_
 
 @njit
 def do_flip(key):
-    return _uniform(key, 64) < 0.5
+    return uniform(key, 64) < 0.5
 
 
 class RandomResizedCropFlipDecoder(SimpleRGBImageDecoder):
@@ -109,7 +81,8 @@ class RandomResizedCropFlipDecoder(SimpleRGBImageDecoder):
     Set `.epoch` before each epoch and `.output_size` to change resolution; neither
     recompiles. With `normalize=(mean, std)` (per channel, 0-255 scale) it outputs float32
     (x - mean) / std instead of uint8. `partial_decode=False` decodes every JPEG in full
-    (the reference path the tests compare against).
+    (the reference path the tests compare against). A sample that is not what its metadata
+    says decodes to zeros (see crop_resize.cpp's consistent()).
     """
 
     def __init__(self, output_size, seed: int = 0, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
@@ -156,7 +129,7 @@ class RandomResizedCropFlipDecoder(SimpleRGBImageDecoder):
         partial = int(self.partial_decode)
 
         def decode(batch_indices, destination, metadata, storage_state):
-            epoch = _load_int64(epoch_address)
+            epoch = load_int64(epoch_address)
             out_h, out_w = destination.shape[1], destination.shape[2]
             for dst_ix in my_range(len(batch_indices)):
                 source_ix = batch_indices[dst_ix]
@@ -166,9 +139,12 @@ class RandomResizedCropFlipDecoder(SimpleRGBImageDecoder):
                 key = sample_key(seed, epoch, source_ix)
                 top, left, h, w = random_crop(key, height, width, scale_lo, scale_hi,
                                               log_ratio_lo, log_ratio_hi)
-                # A sample that fails (a JPEG that does not decode, pixels smaller than the
-                # metadata says) leaves zeros: the converter only stores images it has decoded,
-                # and `convert/verify.py` checks a .beton end to end.
+                # A sample at odds with its metadata (raw bytes other than height x width x 3, a
+                # JPEG cut short, undecodable or of another size, a crop outside the image) leaves
+                # zeros and a nonzero status: the C++ checks the metadata against the
+                # image_data.size bytes it is given and reads nothing else. Nothing acts on the
+                # status here: the converter only stores images it has decoded, and
+                # `convert/verify.py` checks a .beton end to end.
                 crop_resize_c(image_data.ctypes.data, image_data.size, field['mode'] == jpg, height, width,
                               top, left, h, w, destination[dst_ix].ctypes.data, out_h, out_w,
                               do_flip(key), partial, scale_address, shift_address)
