@@ -4,9 +4,9 @@
         --data.val_dataset=data/sample_ffcv/val.beton --out runs/demo/analysis \
         [--validation.resolution=256] [--validation.lr_tta=1] [--select confident|random] [--count 36] [--ema 0|1]
 
-Validates exactly as the trainer does (its loader, Normalize and flip averaging; the
-resolution and flip setting default to the checkpoint's own), so the printed top-1 is
-the trainer's: its `top_1` with --ema 0, its `ema_top_1` with --ema 1 (the default,
+Validates exactly as the trainer does (its loader, Normalize, flip averaging and precision,
+with the trainer's own validation function; resolution, flip setting and precision default to
+the checkpoint's own), so the printed top-1 is the trainer's: its `top_1` with --ema 0, its `ema_top_1` with --ema 1 (the default,
 when the checkpoint has EMA weights). Writes into --out:
 
     predictions.csv             one row per image: true class, top-5 classes and probabilities, correct
@@ -20,6 +20,10 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+
+from fastimagenet.common.cli import isolate_script
+
+isolate_script(__file__)  # first: our module names must not shadow libraries'
 
 from fastimagenet.common.atomic import atomic_path
 from fastimagenet.common.cli import fail, run
@@ -44,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="batch size (default: the checkpoint's)")
     parser.add_argument('--data.num_workers', dest='num_workers', type=int, default=0, metavar='N',
                         help='decoding threads (0 = all cores)')
+    parser.add_argument('--training.precision', dest='precision', choices=('auto', 'fp32', 'bf16', 'fp16'),
+                        help="precision of the forward pass (default: the checkpoint's)")
     parser.add_argument('--select', choices=('confident', 'random'), default='confident',
                         help='which errors to show: the most confident ones, or a random sample')
     parser.add_argument('--count', type=int, default=36, help='how many errors to show (default 36)')
@@ -73,10 +79,12 @@ def main(argv=None) -> None:
     from fastimagenet.analysis import error_stats
     from fastimagenet.analysis.predictor import class_names
     from fastimagenet.analysis.preprocess import resolution_of
-    from fastimagenet.train.checkpoints import load_model
-    from fastimagenet.train.inputs import Normalize, forward_tta
     from fastimagenet.common.classes import open_dataset
-    from fastimagenet.train.loaders import batches, val_loader
+    from fastimagenet.train.checkpoints import load_model
+    from fastimagenet.train.inputs import Normalize
+    from fastimagenet.train.loaders import val_loader
+    from fastimagenet.train.metrics import evaluate
+    from fastimagenet.train.precision import precision_for
 
     val_set = open_dataset(args.val_dataset, 'val')
     model, classes, info = load_model(args.checkpoint, prefer_ema=bool(args.ema))
@@ -97,22 +105,19 @@ def main(argv=None) -> None:
         print(f'{args.checkpoint} has no EMA weights: analysing the model\'s own')
 
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    # The trainer's validation: its loader, Normalize, flip averaging and precision (autocast on a GPU).
+    precision = precision_for(args.precision or params.get('training.precision', 'auto'), device)
     cores = os.cpu_count() or 1
+    torch.set_num_threads(cores)
     model = model.to(device, memory_format=torch.channels_last)
-    normalize = Normalize(device)
     loader = val_loader(val_set.path, batch_size=batch_size, num_workers=args.num_workers or cores,
                         in_memory=1, res=res, device=device)
+    normalize = Normalize(device, normalized=loader.normalized)
     print(f'{args.checkpoint} ({info["weights"]} weights) on {val_set.path}: {val_set.num_samples} images, '
-          f'{res} px center crop{", flip-averaged" if lr_tta else ""}')
-    probs, labels = [], []
-    with torch.no_grad():
-        for images, target in batches(loader, cores):
-            logits = forward_tta(model, normalize(images), lr_tta).float()
-            probs.append(logits.softmax(dim=1).cpu())
-            labels.append(target.cpu())
-    probs, labels = torch.cat(probs).numpy(), torch.cat(labels).numpy().astype(np.int64)
-    if len(labels) != val_set.num_samples:
-        raise RuntimeError(f'validation saw {len(labels)} images, expected {val_set.num_samples}')
+          f'{res} px center crop{", flip-averaged" if lr_tta else ""}, {precision.name}')
+    result = evaluate(model, loader, normalize, lr_tta=lr_tta, precision=precision,
+                      expected=val_set.num_samples, keep_probs=True)
+    probs, labels = result['probs'].numpy(), result['labels'].numpy().astype(np.int64)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -125,10 +130,9 @@ def main(argv=None) -> None:
     chosen = error_stats.select_errors(labels, top[:, 0], top_probs[:, 0], args.select, args.count, args.seed)
     draw_errors(out, model, val_set.path, chosen, labels, top[:, 0], top_probs[:, 0], names, res, args.select)
 
-    top1, top5 = predictions['correct'].mean(), predictions['correct_top5'].mean()
     errors = int((predictions['correct'] == 0).sum())
-    print(f'top_1: {top1:.4f}  top_5: {top5:.4f}  ({errors} of {len(labels)} images misclassified, '
-          f'{len(chosen)} shown)')
+    print(f'top_1: {result["top_1"]:.4f}  top_5: {result["top_5"]:.4f}  val_loss: {result["val_loss"]:.4f}  '
+          f'({errors} of {len(labels)} images misclassified, {len(chosen)} shown)')
     print(f'wrote {", ".join(FILES)} to {out}')
 
 

@@ -20,7 +20,8 @@ from matplotlib.ticker import MaxNLocator
 
 from fastimagenet.analysis.runlogs import RunLog
 from fastimagenet.common.atomic import atomic_path
-from fastimagenet.train.schedules import LR_SCHEDULES, lr_at, resolution_at
+from fastimagenet.train.runs import segments, settings_at
+from fastimagenet.train.schedules import LR_SCHEDULES, lr_at, resolution_of, schedule_args
 
 LOG_SCALE_RATIO = 30  # times beyond which one linear axis squeezes the fast runs into a corner
 
@@ -119,7 +120,10 @@ def curves(log: RunLog, name: str, path: Path) -> None:
 
     _series(acc, records, done, 'top_1', 'val top-1', scale=100)
     _series(acc, records, done, 'ema_top_1', 'EMA top-1', scale=100)
-    acc.set_ylabel('validation top-1 (%)')
+    # Training top-1 exists for epochs with hard targets (no Mixup/CutMix): its gap to the
+    # validation curve is how users steer augmentation strength.
+    _series(acc, records, done, 'train_top_1', 'train top-1', scale=100, style='s--')
+    acc.set_ylabel('top-1 (%)')
     _series(loss, records, done, 'train_loss', 'train loss')
     _series(loss, records, done, 'val_loss', 'val loss')
     _series(loss, records, done, 'ema_val_loss', 'EMA val loss')
@@ -139,6 +143,11 @@ def curves(log: RunLog, name: str, path: Path) -> None:
     if losses and min(losses) > 0 and max(losses) / min(losses) > 10:
         loss.set_yscale('log')  # an early BatchNorm blow-up would flatten everything after it
 
+    for epoch, text in changes_of(log):  # deliberate changes of settings mid-run
+        for ax in (acc, loss, lr, res):
+            ax.axvline(epoch, color='purple', linestyle=':', alpha=0.7)
+        acc.annotate(f'after {epoch}: {text}', (epoch, 1), xycoords=('data', 'axes fraction'), xytext=(3, -3),
+                     textcoords='offset points', fontsize=6, color='purple', va='top', rotation=90)
     for ax in (acc, loss, lr, res):
         ax.grid(True, alpha=0.3)
         if ax.lines:
@@ -164,17 +173,37 @@ def _series(ax, records: list[dict], done: list[int], key: str, label: str, scal
 
 
 def _schedule(p: dict, budget: int | None):
-    """(fractional epochs, LRs, epochs, resolutions) as the trainer sets them, or None if unknown."""
-    try:
-        lr_args = dict(schedule=p['lr.lr_schedule_type'], lr=p['lr.lr'], epochs=budget,
-                       lr_peak_epoch=p['lr.lr_peak_epoch'], step_ratio=p['lr.step_ratio'],
-                       step_length=p['lr.step_length'])
-        res_args = {k: p[f'resolution.{k}'] for k in ('min_res', 'max_res', 'start_ramp', 'end_ramp')}
-    except KeyError:
+    """(fractional epochs, LRs, epochs, resolutions) as the trainer set them, or None if unknown.
+    Each epoch's values come from the settings in force then (a run changed mid-way has several)."""
+    if budget is None:
         return None
-    if budget is None or lr_args['schedule'] not in LR_SCHEDULES:
+    try:
+        samples, batch = p.get('dataset.train_samples'), p['training.batch_size'] * p.get('dist.world_size', 1)
+        steps = samples // batch if isinstance(samples, int) and samples >= batch else None
+        segments = {}
+        for e in range(budget):
+            settings = settings_at(p, e)
+            if settings['lr.lr_schedule_type'] not in LR_SCHEDULES:
+                return None
+            segments[e] = (schedule_args(settings, batch, steps), settings)
+    except (KeyError, TypeError):
         return None
     t = np.linspace(0, budget, 50 * budget + 1)[:-1]  # up to, not at, the end: the LR there is 0
     epochs = np.arange(budget + 1)
-    resolutions = [resolution_at(max(e - 1, 0), **res_args) for e in epochs]
-    return t, [lr_at(x, **lr_args) for x in t], epochs, resolutions
+    resolutions = [resolution_of(segments[max(e - 1, 0)][1], max(e - 1, 0)) for e in epochs]
+    return t, [lr_at(x, **segments[int(x)][0]) for x in t], epochs, resolutions
+
+
+def changes_of(log: RunLog) -> list[tuple[int, str]]:
+    """(epoch, 'key old -> new, ...') of each deliberate change of settings (params.json's history)."""
+    out = []
+    for segment in segments(log.params)[1:]:
+        changes = segment.get('changes') or {}
+        text = ', '.join(f'{k.split(".", 1)[-1]} {_short(a)}->{_short(b)}' for k, (a, b) in changes.items())
+        out.append((segment.get('from_epoch', 0), text))
+    return out
+
+
+def _short(value) -> str:
+    text = f'{value:g}' if isinstance(value, float) else str(value)
+    return text if len(text) <= 16 else text[:15] + '…'

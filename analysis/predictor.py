@@ -21,16 +21,13 @@ from .gradcam import grad_cam, overlay
 from .preprocess import center_crop, prepare, resolution_of
 
 DISPLAY_SIZE = 256  # heat-maps are drawn on the model's crop at least this large, to be legible
-# ImageNet-1k's first and last WordNet ids in label (sorted) order.
-IMAGENET_FIRST_LAST = ('n01440764', 'n15075141')
 
 
 def class_names(classes: ClassList) -> list[str]:
     """Readable, unique names: ImageNet's (torchvision's list) for the 1000 ImageNet classes,
     else the class list's own. A name used twice (ImageNet has two 'crane's) gets its wnid."""
     ids = classes.wnids
-    is_imagenet = len(ids) == 1000 and ((ids[0], ids[-1]) == IMAGENET_FIRST_LAST or ids == [str(i) for i in range(1000)])
-    names = imagenet_names() if is_imagenet else list(classes.names)
+    names = imagenet_names() if classes.is_imagenet_1k else list(classes.names)
     seen = Counter(names)
     return [f'{n} ({w})' if seen[n] > 1 and n != w else n for n, w in zip(names, ids)]
 

@@ -18,6 +18,10 @@ with one warning line per problem.
 """
 from __future__ import annotations
 
+from fastimagenet.common.cli import isolate_script
+
+isolate_script(__file__)  # first: our module names must not shadow libraries'
+
 import argparse
 import math
 import os
@@ -40,7 +44,7 @@ INTEGERS = ('epochs', 'epochs_done', 'best_epoch', 'processes')
 FLOATS = ('top_1', 'top_5', 'best_top_1', 'ema_top_1', 'minutes', 'train_imgs_per_s')
 COLUMNS = ['run', 'arch', 'epochs', 'epochs_done', 'top_1', 'top_5', 'best_top_1', 'best_epoch',
            'ema_top_1', 'minutes', 'train_imgs_per_s', 'processes', 'device', 'device_name',
-           'config_files', 'status', 'problems', 'path']
+           'config_files', 'changes', 'status', 'problems', 'path']
 
 
 def summarise(log: RunLog, name: str) -> dict:
@@ -67,6 +71,7 @@ def summarise(log: RunLog, name: str) -> dict:
         'device': _str(hardware.get('device')),
         'device_name': _str(hardware.get('name')),
         'config_files': ';'.join(map(str, _as_list(p.get('config_files')))),
+        'changes': '; '.join(f'after {e} epochs: {text}' for e, text in plots.changes_of(log)),
         'status': 'complete' if log.complete else 'partial',
         'problems': '; '.join(log.problems),
         'path': str(log.path),
@@ -216,6 +221,10 @@ def markdown(table: pd.DataFrame) -> str:
              'minutes of training + validation.', '',
              '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     lines += ['| ' + ' | '.join(str(c).replace('|', '\\|') for c in row) + ' |' for row in rows]
+    changed = [(r.run, r.changes) for r in table.itertuples() if isinstance(r.changes, str) and r.changes]
+    if changed:
+        lines += ['', '## Settings changed mid-run', '']
+        lines += [f'- **{run}**: {text}' for run, text in changed]
     partial = table[table.problems.fillna('') != '']
     if len(partial):
         lines += ['', '## Problems', '']

@@ -1,6 +1,6 @@
 """Reading run folders for reports: whatever state they are in, never raising on their content.
 
-A run folder is what train/train_imagenet.py writes (see fastimagenet.train.runs): params.json
+A run folder is what the trainer writes; its file names are train/runs.py's: params.json
 and log.jsonl beside checkpoints. Reports read folders copied off clusters, runs still going,
 logs someone edited: every problem found becomes one line in `RunLog.problems` and the run
 is marked partial, with what could be read. Only a path that is no run folder at all is an
@@ -13,10 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastimagenet.common.cli import fail
-
-PARAMS, LOG = 'params.json', 'log.jsonl'
-CHECKPOINTS = ('last.pt', 'best.pt', 'final_weights.pt')
-MARKERS = (PARAMS, LOG, *CHECKPOINTS)  # any of them makes a folder a run folder
+from fastimagenet.train.runs import LOG, MARKERS, PARAMS
 
 
 @dataclass

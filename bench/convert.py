@@ -10,6 +10,10 @@ The last line printed is one JSON object with the figures.
 """
 from __future__ import annotations
 
+from fastimagenet.common.cli import isolate_script
+
+isolate_script(__file__)  # first: our module names must not shadow libraries'
+
 import argparse
 import json
 import os

@@ -15,6 +15,10 @@ The last line printed is one JSON object with the figures.
 """
 from __future__ import annotations
 
+from fastimagenet.common.cli import isolate_script
+
+isolate_script(__file__)  # first: our module names must not shadow libraries'
+
 import argparse
 import json
 import sys
@@ -25,10 +29,11 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from fastimagenet.train.decoders import crop_resize, random_crop, sample_key
+from fastimagenet.train.decoders import crop_resize, random_crop
+from fastimagenet.train.draws import sample_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.loader import convert  # noqa: E402
+from bench.loader import convert
 
 
 @njit

@@ -15,6 +15,10 @@ The last line printed is one JSON object with the figures.
 """
 from __future__ import annotations
 
+from fastimagenet.common.cli import isolate_script
+
+isolate_script(__file__)  # first: our module names must not shadow libraries'
+
 import argparse
 import json
 import os
@@ -57,20 +61,19 @@ def torchvision_epochs(folder: Path, res: int, batch_size: int, workers: int):
 
 def ffcv_epochs(beton: Path, res: int, batch_size: int, workers: int, kind: str):
     from fastimagenet.train.inputs import Normalize
-    from fastimagenet.train.loaders import batches, train_loader
+    from fastimagenet.train.loaders import train_loader
     device = torch.device('cpu')
-    loader, decoder = train_loader(beton, batch_size=batch_size, num_workers=workers, in_memory=1, res=res,
-                                   seed=0, distributed=False, device=device,
-                                   decoder='fast' if kind == 'project' else 'stock')
-    normalize = Normalize(device)  # both end as normalised float batches, like torchvision's
+    data = train_loader(beton, batch_size=batch_size, num_workers=workers, in_memory=1, res=res,
+                        seed=0, distributed=False, device=device,
+                        decoder='fast' if kind == 'project' else 'stock')
+    normalize = Normalize(device, normalized=data.normalized)  # both end as normalised float batches
     state = {'epoch': 0}
 
     def epoch() -> int:
-        if hasattr(decoder, 'epoch'):
-            decoder.epoch = state['epoch']
+        data.start_epoch(state['epoch'], res)
         state['epoch'] += 1
         n = 0
-        for images, _ in batches(loader, torch.get_num_threads()):
+        for images, _, _ in data:
             n += len(normalize(images))
         return n
     return epoch

@@ -10,6 +10,10 @@ committed: the folder is generated.
 """
 from __future__ import annotations
 
+from fastimagenet.common.cli import isolate_script
+
+isolate_script(__file__)  # first: our module names must not shadow libraries'
+
 import argparse
 import time
 from pathlib import Path

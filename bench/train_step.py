@@ -9,6 +9,10 @@ measured by bench/loader.py. The last line printed is one JSON object with the f
 """
 from __future__ import annotations
 
+from fastimagenet.common.cli import isolate_script
+
+isolate_script(__file__)  # first: our module names must not shadow libraries'
+
 import argparse
 import json
 import time

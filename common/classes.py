@@ -21,6 +21,8 @@ from .cli import fail
 
 FORMAT = 'fastimagenet.dataset-info'
 VERSION = 1
+# ImageNet-1k's first and last WordNet ids in label (sorted) order.
+IMAGENET_FIRST_LAST = ('n01440764', 'n15075141')
 
 
 def info_path(beton_path: str | os.PathLike) -> Path:
@@ -49,7 +51,18 @@ class ClassList:
     def numbered(cls, num_classes: int) -> 'ClassList':
         """Classes known only by their label: ImageNet's names if there are 1000 of them."""
         ids = [str(i) for i in range(num_classes)]
-        return cls(ids, imagenet_names() if num_classes == 1000 else list(ids))
+        return cls(ids, imagenet_names() if is_imagenet_1k(ids) else list(ids))
+
+    @property
+    def is_imagenet_1k(self) -> bool:
+        return is_imagenet_1k(self.wnids)
+
+
+def is_imagenet_1k(wnids: list[str]) -> bool:
+    """The 1000 ImageNet-1k classes: by their WordNet ids, or numbered 0..999 (a .beton of the
+    public ffcv-imagenet writer, which keeps no class list). The one test of it in the project."""
+    return len(wnids) == 1000 and ((wnids[0], wnids[-1]) == IMAGENET_FIRST_LAST
+                                   or wnids == [str(i) for i in range(1000)])
 
 
 @dataclass

@@ -20,6 +20,10 @@ change when the per-class counts do.
 """
 from __future__ import annotations
 
+from fastimagenet.common.cli import isolate_script
+
+isolate_script(__file__)  # first: our module names must not shadow libraries'
+
 import argparse
 import math
 import multiprocessing

@@ -7,6 +7,11 @@
 The `cfg.*` keys are those of the public ffcv-imagenet writer, so its `write_imagenet.sh`
 calls work unchanged; the extra keys are documented in --help and the README.
 """
+
+from fastimagenet.common.cli import isolate_script
+
+isolate_script(__file__)  # first: our module names must not shadow libraries'
+
 import os
 from pathlib import Path
 

@@ -240,3 +240,29 @@ def test_a_sweep_of_finished_runs_skips_them_and_reports(tmp_path, monkeypatch, 
     table = pd.read_csv(out / 'report.csv')
     assert list(table.run) == ['ep16', 'ep24'] and list(table.epochs) == [16, 24]
     assert (out / 'accuracy_vs_time.png').stat().st_size > 5000 and (out / 'curves_ep24.png').exists()
+
+
+def test_sweep_and_trainer_decide_with_one_rule(tmp_path):
+    """train/runs.py differing_settings decides for the trainer (RunFolder.claim) and the sweep
+    (inspect): a folder's recorded facts (dataset.*, hardware, history) the sweep cannot know yet
+    never make it another run; a setting either side has and the other lacks does."""
+    from fastimagenet.train.runs import RunFolder, differing_settings
+    from fastimagenet.train.sweep import inspect, plan
+    budget = plan([RN50_88], {'data.val_dataset': 'v.beton'}, [16], tmp_path, None)[0]
+    recorded = {**budget.params, 'dataset.train_samples': 1281167, 'dataset.num_classes': 1000,
+                'hardware': {'device': 'cuda'}, 'history': [{'from_epoch': 0}], 'precision': 'bf16',
+                'data.num_workers': 7}  # free to change
+    assert differing_settings(budget.params, recorded) == []
+    assert differing_settings({**recorded, 'dataset.train_samples': 5}, recorded) == ['dataset.train_samples']
+    assert differing_settings({**budget.params, 'augment.new_key': 1}, recorded) == ['augment.new_key']
+
+    fake_run(budget.folder, [0.1], params=recorded)
+    (budget.folder / 'last.pt').write_bytes(b'')
+    inspect(budget)
+    assert budget.state == 'resume'
+    RunFolder(str(budget.folder)).claim(recorded)  # the trainer's side: the same folder is its own run
+    fake_run(budget.folder, [0.1], params={**recorded, 'training.label_smoothing': 0.2})
+    with pytest.raises(UserError, match='training.label_smoothing=0.2, this sweep has 0.1'):
+        inspect(budget)
+    with pytest.raises(UserError, match='training.label_smoothing=0.2, this command has 0.1'):
+        RunFolder(str(budget.folder)).claim(recorded)

@@ -198,7 +198,7 @@ def test_center_crop_is_the_ffcv_val_loaders(trained):
         assert np.array_equal(exact, expected), i
         # and the normalised input the model gets
         ours = to_model_input(exact[None])
-        reference = Normalize(torch.device('cpu'))(theirs[i:i + 1])
+        reference = Normalize(torch.device('cpu'), normalized=True)(theirs[i:i + 1])
         assert ours.shape == reference.shape and torch.allclose(ours, reference, atol=1e-5)
         assert ours.is_contiguous(memory_format=torch.channels_last)
 

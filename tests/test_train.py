@@ -1,13 +1,11 @@
-"""The trainer, run as users run it, on CPU: it learns, resumes exactly, and evaluates exactly under DDP."""
+"""The trainer, run as users run it, on CPU: it learns, resumes exactly (one process and DDP),
+evaluates exactly under DDP, and refuses what it cannot do in one line."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ import torch
 
 from fastimagenet.train.runs import BEST, FINAL, LAST, LOG, PARAMS
 
-from conftest import ROOT, error_line, script
+from conftest import ROOT, error_line, kill_tree, script, start_until_fault
 
 TRAINER = 'train/train_imagenet.py'
 # Small and fast: 4 classes (textures and a circle: learnable in a few dozen steps) at 32-64 px,
@@ -25,20 +23,7 @@ TINY = ['--model.arch=resnet18d', '--resolution.min_res=32', '--resolution.max_r
         '--validation.batch_size=8', '--training.batch_size=16', '--data.num_workers=1',
         '--lr.lr=0.02', '--lr.lr_peak_epoch=1', '--training.nesterov=1', '--data.min_crop_scale=0.25',
         '--training.use_blurpool=1']
-SAMPLE_CLASSES = ['circle', 'stripes', 'checkerboard', 'dots']
 VAL_COUNT = 31
-
-
-@pytest.fixture(scope='session')
-def betons(tmp_path_factory) -> dict[str, Path]:
-    """The built-in sample (4 classes), converted; shared by the tests of this file."""
-    from fastimagenet.convert.make_sample import write_sample
-    root = tmp_path_factory.mktemp('sample')
-    write_sample(root / 'images', train_per_class=40, val_per_class=8, seed=0, classes=SAMPLE_CLASSES)
-    next((root / 'images' / 'val').glob('*/*_7.JPEG')).unlink()  # an odd count
-    script('convert/write_imagenet.py', f'--cfg.data_dir={root / "images"}', f'--cfg.write_path={root}/',
-           '--cfg.max_resolution=96', '--cfg.num_workers=2')
-    return {'train': root / 'train.beton', 'val': root / 'val.beton'}
 
 
 def data_args(betons) -> list[str]:
@@ -49,7 +34,16 @@ def read_log(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / LOG).read_text().splitlines()]
 
 
-RUN_ARGS = ['--training.epochs=6', '--training.ema=1']
+def same_weights(a: Path, b: Path) -> None:
+    x, y = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    assert x.keys() == y.keys()
+    for k in x:
+        assert torch.equal(x[k], y[k]), k
+
+
+# Periodic checkpoints and plain progress lines (stdout is a pipe here, as under nohup or tee).
+RUN_ARGS = ['--training.epochs=6', '--training.ema=1', '--logging.checkpoint_every=2',
+            '--logging.keep_checkpoints=2', '--logging.progress_every=0']
 
 
 @pytest.fixture(scope='session')
@@ -71,26 +65,42 @@ def test_cpu_run_learns_and_writes_its_folder(betons, trained, tmp_path):
     assert [r['epoch'] for r in log] == list(range(6))
     assert [r['res'] for r in log] == [32, 32, 64, 64, 64, 64]
     for r in log:
-        assert {'lr', 'train_loss', 'top_1', 'top_5', 'val_loss', 'ema_top_1', 'ema_top_5',
-                'epoch_time_s', 'train_imgs_per_s'} <= r.keys()
+        assert {'lr', 'train_loss', 'train_top_1', 'train_top_5', 'top_1', 'top_5', 'val_loss', 'ema_top_1',
+                'ema_top_5', 'epoch_time_s', 'train_imgs_per_s', 'segment'} <= r.keys()
         assert 0 <= r['top_1'] <= r['top_5'] <= 1 and r['val_count'] == VAL_COUNT
+        assert 0 <= r['train_top_1'] <= r['train_top_5'] <= 1
     assert log[-1]['train_loss'] < log[0]['train_loss']
     assert log[-1]['top_1'] > 0.5, log  # well above chance (0.25)
     assert stdout.strip().splitlines()[-1] == f'top_1: {log[-1]["top_1"]:.4f}'
+    # not a terminal: plain progress lines, no carriage-return frames of a progress bar
+    assert '\r' not in stdout
+    progress = [line for line in stdout.splitlines() if ' step ' in line and 'ETA' in line]
+    assert progress and all(' img/s ' in line and ' lr ' in line and ' res ' in line for line in progress)
 
     params = json.loads((run / PARAMS).read_text())
     assert params['model.arch'] == 'resnet18d' and params['dataset.num_classes'] == 4
+    assert params['precision'] == 'fp32' and [h['from_epoch'] for h in params['history']] == [0]
     assert [c['wnid'] for c in params['classes']] == sorted(c['wnid'] for c in params['classes'])
     weights = torch.load(run / FINAL, weights_only=True)
     assert not any(k.startswith(('module.', '_orig_mod.')) for k in weights)
     last = torch.load(run / LAST, weights_only=True)
-    assert last['epoch'] == 6 and last['ema'] is not None
+    assert last['epoch'] == 6 and last['ema'] is not None and last['precision'] == 'fp32'
     assert (run / BEST).exists()
+    # every 2 epochs, the newest 2 kept
+    assert sorted(p.name for p in run.glob('epoch_*.pt')) == ['epoch_0004.pt', 'epoch_0006.pt']
+    assert torch.load(run / 'epoch_0004.pt', weights_only=True)['epoch'] == 4
 
     # the same command again: nothing to do, same answer
     again = script(TRAINER, *TINY, *data_args(betons), f'--logging.folder={run}', *RUN_ARGS)
     assert 'already holds the finished run' in again.stdout
     assert again.stdout.strip().splitlines()[-1] == stdout.strip().splitlines()[-1]
+
+    # killed between the last checkpoint and the final weights: the rerun writes them
+    final = (run / FINAL).read_bytes()
+    (run / FINAL).unlink()
+    script(TRAINER, *TINY, *data_args(betons), f'--logging.folder={run}', *RUN_ARGS)
+    same_weights(run / FINAL, trained[0] / FINAL)
+    assert len((run / FINAL).read_bytes()) == len(final)
 
     # eval_only on the run's best checkpoint logs to eval.jsonl
     ev = script(TRAINER, *TINY, *data_args(betons), f'--logging.folder={run}', *RUN_ARGS,
@@ -102,30 +112,18 @@ def test_cpu_run_learns_and_writes_its_folder(betons, trained, tmp_path):
 
 
 def test_resume_after_kill_ends_like_an_uninterrupted_run(betons, tmp_path):
-    args = [*TINY, *data_args(betons), '--training.epochs=4', '--training.ema=1', '--logging.log_level=0']
+    args = [TRAINER, *TINY, *data_args(betons), '--training.epochs=4', '--training.ema=1', '--logging.log_level=0']
     straight = tmp_path / 'straight'
-    script(TRAINER, *args, f'--logging.folder={straight}')
+    script(*args, f'--logging.folder={straight}')
 
     broken = tmp_path / 'broken'
-    proc = subprocess.Popen([sys.executable, TRAINER, *args, f'--logging.folder={broken}'], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        if (broken / LOG).exists() and len(read_log(broken)) >= 2 and (broken / LAST).exists() \
-                and torch.load(broken / LAST, weights_only=True)['epoch'] >= 2:
-            break
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # after epoch 2, possibly mid-way through epoch 3
-    proc.wait()
-    assert torch.load(broken / LAST, weights_only=True)['epoch'] < 4, 'the run finished before the kill'
+    proc = start_until_fault([*args, f'--logging.folder={broken}'], 'train.epoch_saved:2', tmp_path)
+    kill_tree(proc)  # kill -9 right after epoch 2's checkpoint
+    assert torch.load(broken / LAST, weights_only=True)['epoch'] == 2
 
-    resumed = script(TRAINER, *args, f'--logging.folder={broken}')
+    resumed = script(*args, f'--logging.folder={broken}')
     assert 'resuming' in resumed.stdout
-    a = torch.load(straight / FINAL, weights_only=True)
-    b = torch.load(broken / FINAL, weights_only=True)
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    same_weights(straight / FINAL, broken / FINAL)
     ema_a = torch.load(straight / LAST, weights_only=True)['ema']
     ema_b = torch.load(broken / LAST, weights_only=True)['ema']
     assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
@@ -133,20 +131,39 @@ def test_resume_after_kill_ends_like_an_uninterrupted_run(betons, tmp_path):
     assert read_log(broken)[-1]['top_1'] == read_log(straight)[-1]['top_1']
 
 
-def test_two_process_gloo_validation_equals_one_process(betons, tmp_path):
-    run = tmp_path / 'ddp'
-    proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-                           '--master_port=29731', TRAINER, *TINY, *data_args(betons),
-                           f'--logging.folder={run}', '--training.epochs=1', '--training.batch_size=8'],
+def torchrun(port: int) -> list[str]:
+    return ['-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={port}']
+
+
+def test_two_process_gloo_run_resumes_exactly_and_validates_like_one_process(betons, tmp_path):
+    """The DDP resume that used to crash (rank 1 unpickling the broadcast checkpoint), bit-exact."""
+    args = [TRAINER, *TINY, *data_args(betons), '--training.epochs=3', '--training.batch_size=8', '--training.ema=1']
+    straight = tmp_path / 'ddp'
+    proc = subprocess.run([sys.executable, *torchrun(29731), *args, f'--logging.folder={straight}'],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ddp = read_log(run)[-1]
+    ddp = read_log(straight)[-1]
     assert ddp['val_count'] == VAL_COUNT
-    assert json.loads((run / PARAMS).read_text())['dist.world_size'] == 2
+    assert json.loads((straight / PARAMS).read_text())['dist.world_size'] == 2
 
-    script(TRAINER, *TINY, *data_args(betons), f'--logging.folder={run}', '--training.eval_only=1',
-           f'--training.checkpoint={run / LAST}')
-    single = json.loads((run / 'eval.jsonl').read_text().splitlines()[-1])
+    broken = tmp_path / 'broken'
+    proc = start_until_fault([*torchrun(29732), *args, f'--logging.folder={broken}'], 'train.epoch_saved:1',
+                             tmp_path)
+    kill_tree(proc)  # torchrun and both workers, after epoch 1
+    again = subprocess.run([sys.executable, *torchrun(29733), *args, f'--logging.folder={broken}'],
+                           cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert 'resuming' in again.stdout
+    same_weights(straight / FINAL, broken / FINAL)
+    a, b = (torch.load(f / LAST, weights_only=True) for f in (straight, broken))
+    assert all(torch.equal(a['ema'][k], b['ema'][k]) for k in a['ema'])
+    # and a finished 2-process run rerun (which crashed the same way) says so
+    done = subprocess.run([sys.executable, *torchrun(29734), *args, f'--logging.folder={broken}'],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0 and 'already holds the finished run' in done.stdout, done.stderr[-3000:]
+
+    script(*args, f'--logging.folder={straight}', '--training.eval_only=1', f'--training.checkpoint={straight / LAST}')
+    single = json.loads((straight / 'eval.jsonl').read_text().splitlines()[-1])
     for key in ('top_1', 'top_5', 'val_loss'):
         assert single[key] == pytest.approx(ddp[key], abs=1e-5), key
 
@@ -156,7 +173,8 @@ def test_folder_of_another_run_is_refused(betons, trained, tmp_path):
     before = (run / LAST).read_bytes()
     proc = script(TRAINER, *TINY, *data_args(betons), f'--logging.folder={run}', *RUN_ARGS,
                   '--lr.lr=0.3', check=False)
-    assert 'lr.lr' in error_line(proc)
+    line = error_line(proc)
+    assert 'lr.lr' in line and '--training.resume_with_changes=1' in line
     assert (run / LAST).read_bytes() == before
 
     # a reclaimed instance comes back with new mounts: moved datasets, more workers are fine
@@ -169,6 +187,34 @@ def test_folder_of_another_run_is_refused(betons, trained, tmp_path):
                 f'--data.val_dataset={moved}/val.beton', f'--logging.folder={run}', *RUN_ARGS,
                 '--data.num_workers=2')
     assert 'already holds the finished run' in ok.stdout
+
+
+def test_deliberate_changes_continue_the_run_and_are_recorded(betons, trained, tmp_path):
+    """Steering a run: after 6 epochs, 2 more with another schedule; the architecture stays."""
+    run = copy_run(trained, tmp_path)
+    changed = [*TINY, *data_args(betons), f'--logging.folder={run}', *RUN_ARGS, '--training.epochs=8',
+               '--lr.lr_schedule_type=onecycle', '--lr.start_epoch=6', '--lr.lr=0.01']
+    assert '--training.resume_with_changes=1' in error_line(script(TRAINER, *changed, check=False))
+    proc = script(TRAINER, *changed, '--training.resume_with_changes=1')
+    assert 'changed from epoch 6: lr.lr_schedule_type' in proc.stdout and 'resuming' in proc.stdout
+    params = json.loads((run / PARAMS).read_text())
+    assert [h['from_epoch'] for h in params['history']] == [0, 6]
+    assert params['history'][1]['changes'] == {'lr.lr': [0.02, 0.01], 'lr.lr_schedule_type': ['cyclic', 'onecycle'],
+                                               'lr.start_epoch': [0, 6], 'training.epochs': [6, 8]}
+    log = read_log(run)
+    assert [r['segment'] for r in log] == [0] * 6 + [1, 1]
+    # the checkpoint carries the settings in force when it was saved (what the analysis tools read)
+    assert torch.load(run / LAST, weights_only=True)['params']['lr.lr_schedule_type'] == 'onecycle'
+    assert torch.load(run / 'epoch_0006.pt', weights_only=True)['params']['lr.lr_schedule_type'] == 'cyclic'
+
+    from fastimagenet.analysis.report import build_report
+    table, out = build_report([run], tmp_path / 'report', references=[])
+    assert 'after 6 epochs: lr 0.02->0.01' in table.changes[0]
+    assert '## Settings changed mid-run' in (out / 'report.md').read_text()
+
+    # what defines the model cannot change, not even deliberately
+    arch = script(TRAINER, *changed, '--training.resume_with_changes=1', '--model.arch=resnet34d', check=False)
+    assert 'model.arch cannot change within a run' in error_line(arch)
 
 
 def test_bad_inputs_fail_in_one_line(betons, trained, tmp_path):
@@ -184,7 +230,14 @@ def test_bad_inputs_fail_in_one_line(betons, trained, tmp_path):
     cfg.write_text('training:\n  epochz: 5\n')
     assert "unknown key 'training.epochz'" in fails(f'--config-file={cfg}', train, val)
     assert 'CPU cores' in fails(train, val, '--training.distributed=1', '--dist.world_size=64')
+    spawned = ['--training.distributed=1', '--dist.world_size=2']  # checked once, before the processes start
+    assert 'does not exist' in fails(f'--data.train_dataset={tmp_path}/nope.beton', val, *spawned)
+    assert 'lr.pct_start' in fails(train, val, *spawned, '--lr.lr_schedule_type=onecycle', '--lr.pct_start=0')
     assert 'multiple of 32' in fails(train, val, '--resolution.max_res=100')
+    assert 'lr.pct_start' in fails(train, val, '--lr.lr_schedule_type=onecycle', '--lr.pct_start=1.5')
+    assert 'warm-up must end' in fails(train, val, '--lr.lr_peak_epoch=20', '--training.epochs=4')
+    assert 'lr.reference_batch' in fails(train, val, '--lr.reference_batch=-8')
+    assert not (tmp_path / 'x').exists()
 
     run = copy_run(trained, tmp_path)
     good = (run / LAST).read_bytes()
@@ -194,6 +247,14 @@ def test_bad_inputs_fail_in_one_line(betons, trained, tmp_path):
     assert 'not a checkpoint of this project' in fails(train, val, *RUN_ARGS, folder=run)
     assert 'not a checkpoint of this project' in fails(train, val, '--training.eval_only=1',
                                                       f'--training.checkpoint={run / LAST}', folder=run)
+
+
+def test_out_of_memory_says_which_key_to_lower(betons, tmp_path):
+    """A GPU too small for the batch (injected: there is no GPU here) is one line naming the key."""
+    proc = script(TRAINER, *TINY, *data_args(betons), f'--logging.folder={tmp_path / "oom"}',
+                  '--lr.reference_batch=256', env={'FASTIMAGENET_FAULT': 'train.step:0=oom'}, check=False)
+    line = error_line(proc)
+    assert '--training.batch_size=8' in line and 'the LR follows the batch' in line and '0.0006' in line
 
 
 def fields_beton(tmp_path: Path) -> Path:
@@ -210,10 +271,7 @@ def fields_beton(tmp_path: Path) -> Path:
     return path
 
 
-def test_public_ffcv_imagenet_yaml_runs_unchanged(betons, tmp_path):
-    """The keys of the public rn18/rn50 configs (including data.gpu, logging.log_level, training.bn_wd)."""
-    cfg = tmp_path / 'rn18_public.yaml'
-    cfg.write_text("""data:
+PUBLIC_RN18 = """data:
   gpu: 0
   in_memory: 1
   num_workers: 1
@@ -246,12 +304,83 @@ training:
 validation:
   lr_tta: true
   resolution: 256
-""")
+"""
+
+
+def test_public_ffcv_imagenet_yaml_runs_unchanged(betons, tmp_path):
+    """The keys of the public rn18/rn50 configs (including data.gpu, logging.log_level, training.bn_wd),
+    on a .beton written by ffcv's own DatasetWriter, read through ffcv's process cache (in_memory=0)."""
+    cfg = tmp_path / 'rn18_public.yaml'
+    cfg.write_text(PUBLIC_RN18)
+    train = ffcv_written_beton(betons['images'] / 'train', tmp_path / 'ffcv_train.beton')
     run = tmp_path / 'pub'
-    proc = script(TRAINER, f'--config-file={cfg}', *data_args(betons), f'--logging.folder={run}',
-                  '--training.epochs=1', '--training.batch_size=16', '--resolution.min_res=32',
-                  '--resolution.max_res=32', '--validation.resolution=32')
+    proc = script(TRAINER, f'--config-file={cfg}', f'--data.train_dataset={train}',
+                  f'--data.val_dataset={betons["val"]}', f'--logging.folder={run}', '--data.in_memory=0',
+                  '--training.epochs=1', '--lr.lr_peak_epoch=0.5', '--training.batch_size=16',
+                  '--resolution.min_res=32', '--resolution.max_res=32', '--validation.resolution=32')
     params = json.loads((run / PARAMS).read_text())
     assert params['model.arch'] == 'resnet18' and params['training.weight_decay'] == 5e-5
-    assert params['validation.lr_tta'] == 1 and params['data.gpu'] == 0
+    assert params['validation.lr_tta'] == 1 and params['data.gpu'] == 0 and params['data.in_memory'] == 0
+    assert params['dataset.num_classes'] == 4 and params['classes'][0]['wnid'] == '0'  # no class list beside it
     assert proc.stdout.strip().splitlines()[-1].startswith('top_1: ')
+
+
+def ffcv_written_beton(folder: Path, path: Path) -> Path:
+    """An ImageFolder written the way the public ffcv-imagenet writer does it: ffcv's DatasetWriter."""
+    from ffcv.fields import IntField, RGBImageField
+    from ffcv.writer import DatasetWriter
+    from torchvision.datasets import ImageFolder
+    writer = DatasetWriter(str(path), {'image': RGBImageField(write_mode='proportion', max_resolution=96,
+                                                              compress_probability=0.5, jpeg_quality=90),
+                                       'label': IntField()}, num_workers=2)
+    writer.from_indexed_dataset(ImageFolder(str(folder)), chunksize=20)
+    return path
+
+
+def test_shipped_config_trains_with_one_process_as_the_readme_says(betons, tmp_path):
+    """`python train/train_imagenet.py --config-file rn50_88_epochs.yaml ...` on one device: one process,
+    the LR following the global batch from the config's reference batch (tiny overrides for a CPU)."""
+    run = tmp_path / 'one'
+    proc = script(TRAINER, '--config-file', 'rn50_88_epochs.yaml', *data_args(betons), f'--logging.folder={run}',
+                  '--training.epochs=1', '--training.batch_size=16', '--resolution.min_res=32',
+                  '--resolution.max_res=32', '--validation.resolution=32', '--validation.batch_size=16',
+                  '--lr.lr_peak_epoch=0.5', '--data.num_workers=1')
+    params = json.loads((run / PARAMS).read_text())
+    assert params['dist.world_size'] == 1 and params['hardware']['processes'] == 1
+    assert params['lr.reference_batch'] == 4096 and params['model.arch'] == 'resnet50d'
+    peak = max(r['lr'] for r in read_log(run))
+    assert 0 < peak <= 1.7 * 16 / 4096
+    assert proc.stdout.strip().splitlines()[-1].startswith('top_1: ')
+
+
+def test_spawn_launcher_trains_two_processes(betons, tmp_path):
+    """The public scripts' launch (training.distributed=1, dist.world_size=2, no torchrun)."""
+    run = tmp_path / 'spawned'
+    script(TRAINER, *TINY, *data_args(betons), f'--logging.folder={run}', '--training.epochs=1',
+           '--lr.lr_peak_epoch=0.5', '--training.batch_size=8', '--training.distributed=1', '--dist.world_size=2',
+           '--dist.port=29741')
+    params = json.loads((run / PARAMS).read_text())
+    assert params['dist.world_size'] == 2 and read_log(run)[-1]['val_count'] == VAL_COUNT
+
+
+def test_bf16_and_compile_on_cpu_and_errors_py_agrees(betons, tmp_path):
+    """precision=bf16 and compile=1 train on a CPU; analysis/errors.py validates in the run's own
+    precision (the trainer's validation function), so its numbers are eval_only's to the digit."""
+    run = tmp_path / 'bf16'
+    script(TRAINER, *TINY, *data_args(betons), f'--logging.folder={run}', '--training.epochs=1',
+           '--lr.lr_peak_epoch=0.5', '--training.precision=bf16', '--training.compile=1', timeout=1200)
+    params = json.loads((run / PARAMS).read_text())
+    assert params['precision'] == 'bf16' and params['training.compile'] == 1
+    script(TRAINER, *TINY, *data_args(betons), f'--logging.folder={run}', '--training.epochs=1',
+           '--lr.lr_peak_epoch=0.5', '--training.precision=bf16', '--training.eval_only=1',
+           f'--training.checkpoint={run / LAST}')
+    record = json.loads((run / 'eval.jsonl').read_text().splitlines()[-1])
+    assert record['precision'] == 'bf16' and record['top_1'] == pytest.approx(read_log(run)[-1]['top_1'])
+    proc = script('analysis/errors.py', '--checkpoint', run / LAST, f'--data.val_dataset={betons["val"]}',
+                  '--out', tmp_path / 'analysis', '--ema', '0', '--validation.batch_size=8')
+    line = next(line for line in proc.stdout.splitlines() if line.startswith('top_1: '))
+    assert f'top_1: {record["top_1"]:.4f}' in line and f'val_loss: {record["val_loss"]:.4f}' in line
+    fp32 = script('analysis/errors.py', '--checkpoint', run / LAST, f'--data.val_dataset={betons["val"]}',
+                  '--out', tmp_path / 'analysis32', '--ema', '0', '--validation.batch_size=8',
+                  '--training.precision=fp32')
+    assert f'val_loss: {record["val_loss"]:.4f}' not in fp32.stdout  # bf16 is visible in the loss

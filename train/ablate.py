@@ -7,9 +7,16 @@
 
 Each budget E is the recipe stretched by train/schedules.py:stretch, trained in OUT/epE. Rerun
 the same command after an interruption: finished runs are skipped, an interrupted one resumes.
+With --logging.mirror=PREFIX each budget is mirrored to PREFIX/epE; on a fresh machine the same
+command restores finished budgets from their mirror (for the report) and resumes the interrupted one.
 At the end the report (analysis/report.py) is written into OUT: report.md, report.csv,
 accuracy_vs_time.png, curves_epE.png.
 """
+
+from fastimagenet.common.cli import isolate_script
+
+isolate_script(__file__)  # first: our module names must not shadow libraries'
+
 import argparse
 import subprocess
 import sys
@@ -18,6 +25,10 @@ from pathlib import Path
 from fastimagenet.common.cli import fail, run
 from fastimagenet.train.sweep import inspect, parse_budgets, parse_overrides, plan
 from fastimagenet.train.schedules import LR_PEAK_PLACEMENTS
+
+
+# What running a budget's command does, by its state (train/sweep.py inspect).
+ACTIONS = {'resume': 'resuming', 'restore': 'restoring from its mirror'}
 
 
 class Parser(argparse.ArgumentParser):
@@ -58,8 +69,8 @@ def main() -> None:
             if budget.state == 'finished':
                 print(f'# {budget.folder}: finished ({budget.note}), skipped', file=sys.stderr)
             else:
-                if budget.state == 'resume':
-                    print(f'# {budget.folder}: resumes ({budget.note})', file=sys.stderr)
+                if budget.state in ACTIONS:
+                    print(f'# {budget.folder}: {ACTIONS[budget.state]} ({budget.note})', file=sys.stderr)
                 print(budget.shell, flush=True)
         return
 
@@ -68,8 +79,8 @@ def main() -> None:
         if budget.state == 'finished':
             print(f'{tag}: finished ({budget.note}), skipped', flush=True)
             continue
-        action = 'resuming' if budget.state == 'resume' else 'starting'
-        print(f'{tag}: {action} {budget.epochs} epochs' + (f' ({budget.note})' if budget.note else ''))
+        print(f'{tag}: {ACTIONS.get(budget.state, "starting")} {budget.epochs} epochs'
+              + (f' ({budget.note})' if budget.note else ''))
         print(f'$ {budget.shell}', flush=True)
         code = subprocess.run(budget.command).returncode
         if code != 0:

@@ -6,6 +6,7 @@ A checkpoint is a dict saved with torch.save:
     classes                  -- [{index, wnid, name}] of the training set
     model, ema, ema_updates  -- state_dicts without `module.`/`_orig_mod.` prefixes (ema may be None)
     optimizer, scaler        -- for resuming
+    precision                -- the resolved precision it trained in (fp32, bf16, fp16)
     epoch, best_top_1        -- number of epochs completed, best validation top-1 so far
     rng                      -- torch/numpy/python generator states at the end of that epoch
     params                   -- the run's flat config
@@ -44,8 +45,12 @@ def save(path: str | os.PathLike, checkpoint: dict) -> None:
 
 
 def save_weights(path: str | os.PathLike, model: torch.nn.Module) -> None:
+    save_state_dict(path, unwrap(model).state_dict())
+
+
+def save_state_dict(path: str | os.PathLike, state: dict) -> None:
     with atomic_path(path) as tmp:
-        torch.save(unwrap(model).state_dict(), tmp)
+        torch.save(state, tmp)
 
 
 def load(path: str | os.PathLike, map_location='cpu') -> dict:
@@ -70,28 +75,39 @@ def _torch_load(path, map_location):
 
 
 def training_state(model, ema, optimizer, scaler, epoch: int, best_top1: float, model_args: dict,
-                   classes: ClassList, params: dict, metrics: dict) -> dict:
+                   classes: ClassList, params: dict, metrics: dict, precision: str) -> dict:
     """Everything a resumed run needs, and what analysis reads (see the format above)."""
     return {'model_args': model_args, 'classes': classes.to_json(),
             'model': unwrap(model).state_dict(), 'ema': ema.module.state_dict() if ema else None,
             'ema_updates': ema.updates if ema else 0,
-            'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(),
+            'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(), 'precision': precision,
             'epoch': epoch, 'best_top_1': best_top1, 'rng': rng_state(),
             'params': {k: v for k, v in params.items() if k != 'classes'}, 'metrics': metrics}
 
 
-def restore(checkpoint: dict, model, optimizer, scaler, ema) -> tuple[int, float]:
-    """Load a training_state into the live objects; returns (epochs done, best top-1)."""
+def restore(checkpoint: dict, model, optimizer, scaler, precision: str) -> tuple[int, float]:
+    """Load a training_state into the live objects; returns (epochs done, best top-1).
+
+    A run may come back on another kind of GPU (a reclaimed A100 returning as a T4), where
+    `precision=auto` resolves differently. The weights and the optimiser carry over as they
+    are; only the loss scale belongs to fp16: it is kept from fp16 to fp16, and an fp16 run
+    continuing in bf16/fp32 drops it (a fresh scaler starts for bf16/fp32 -> fp16). Said in one line.
+    """
     model.load_state_dict(checkpoint['model'])
     optimizer.load_state_dict(checkpoint['optimizer'])
-    scaler.load_state_dict(checkpoint['scaler'])
-    if ema is not None:
-        if checkpoint.get('ema') is None:
-            fail('the run folder\'s checkpoint has no EMA but this command asks for one')
-        ema.module.load_state_dict(checkpoint['ema'])
-        ema.updates = checkpoint['ema_updates']
+    before = checkpoint.get('precision')
+    if before is not None and before != precision:
+        print(f'note: this run trained in {before} until epoch {checkpoint["epoch"]} and continues in '
+              f'{precision} on this device' + (' with a fresh loss scale' if precision == 'fp16' else ''))
+    if precision == 'fp16' and before in ('fp16', None) and checkpoint['scaler']:
+        scaler.load_state_dict(checkpoint['scaler'])
     set_rng_state(checkpoint['rng'])
     return checkpoint['epoch'], checkpoint['best_top_1']
+
+
+def restore_ema(checkpoint: dict, ema) -> None:
+    ema.module.load_state_dict(checkpoint['ema'])
+    ema.updates = checkpoint['ema_updates']
 
 
 def rng_state() -> dict:

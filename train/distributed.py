@@ -5,7 +5,9 @@ device, and only rank 0 touches the run folder.
 """
 from __future__ import annotations
 
+import io
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -66,7 +68,10 @@ def spawn(fn, world_size: int, address: str, port: str, *args) -> None:
     """Start `world_size` local processes running fn(*args), as `torchrun --nproc_per_node` would."""
     check_world_size(world_size)
     os.environ.update(MASTER_ADDR=address, MASTER_PORT=str(port))
-    torch.multiprocessing.spawn(_spawned, args=(world_size, fn, args), nprocs=world_size, join=True)
+    try:
+        torch.multiprocessing.spawn(_spawned, args=(world_size, fn, args), nprocs=world_size, join=True)
+    except torch.multiprocessing.ProcessExitedException as e:
+        sys.exit(e.exit_code)  # the process that stopped has said why, in its own line
 
 
 def _spawned(local_rank: int, world_size: int, fn, args) -> None:
@@ -93,13 +98,47 @@ def sync_buffers(module: torch.nn.Module) -> None:
             dist.broadcast(buffer, src=0)
 
 
+def sync_state(module: torch.nn.Module) -> None:
+    """Rank 0's parameters and buffers on every rank, e.g. an EMA, which DDP does not know of."""
+    if dist.is_initialized():
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src=0)
+
+
 def broadcast_from_main(obj):
-    """Rank 0's Python object, on every rank (e.g. a decision or a loaded checkpoint)."""
+    """Rank 0's small Python object (a decision, a dict of numbers), on every rank. Not for
+    tensors: pickled tensors do not survive broadcast_object_list (use broadcast_checkpoint)."""
     if not dist.is_initialized():
         return obj
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def broadcast_checkpoint(checkpoint: dict | None, device: torch.device) -> dict | None:
+    """Rank 0's loaded checkpoint (tensors included) on every rank, as the bytes of torch.save.
+
+    The other ranks need not see the run folder (several nodes without a shared disk), and
+    torch.load(weights_only=True) of those bytes runs no code from the file, as on rank 0.
+    """
+    if not dist.is_initialized():
+        return checkpoint
+    # NCCL moves only device tensors; gloo takes CPU ones.
+    where = device if dist.get_backend() == 'nccl' else torch.device('cpu')
+    payload = None
+    if dist.get_rank() == 0 and checkpoint is not None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        payload = torch.frombuffer(bytearray(buffer.getbuffer()), dtype=torch.uint8)
+    size = torch.tensor([-1 if payload is None else payload.numel()], dtype=torch.int64, device=where)
+    dist.broadcast(size, src=0)
+    if size.item() < 0:
+        return None
+    data = payload.to(where) if payload is not None else torch.empty(size.item(), dtype=torch.uint8, device=where)
+    dist.broadcast(data, src=0)
+    if dist.get_rank() == 0:
+        return checkpoint
+    return torch.load(io.BytesIO(data.cpu().numpy().tobytes()), map_location='cpu', weights_only=True)
 
 
 def cleanup() -> None:

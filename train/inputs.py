@@ -13,14 +13,16 @@ VAL_CROP_RATIO = 224 / 256  # validation: center crop of 224/256 of the short si
 
 
 class Normalize(torch.nn.Module):
-    """uint8 NCHW (any memory format) -> normalised float in `dtype`, on the batch's device.
+    """A batch as a loader hands it out -> normalised float model input in `dtype`, on its device.
 
-    GPU loaders deliver uint8 (4x less to copy than float) and this normalises it there;
-    CPU loaders deliver float batches normalised already (loaders.py), which pass through.
-    Prediction and the web demo use it on their uint8 images.
+    What comes in is declared, not guessed: `normalized=False` (GPU loaders, prediction, the
+    web demo) takes uint8 0-255 NCHW in any memory format and normalises it here;
+    `normalized=True` (CPU loaders, which normalise in their decoding threads) takes float
+    batches normalised already and only sets dtype and memory format. Pass the loader's own
+    `BatchLoader.normalized`. A batch of the other kind is an error, never silently wrong input.
     """
 
-    def __init__(self, device, dtype=torch.float32, channels_last=True):
+    def __init__(self, device, dtype=torch.float32, channels_last=True, normalized: bool = False):
         super().__init__()
         mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD, dtype=torch.float64).view(1, 3, 1, 1)
@@ -28,13 +30,15 @@ class Normalize(torch.nn.Module):
         self.scale = (1 / std).to(device=device, dtype=dtype)
         self.shift = (-mean / std).to(device=device, dtype=dtype)
         self.dtype = dtype
+        self.normalized = normalized
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.is_floating_point():  # a CPU loader normalised it already
-            return images.to(dtype=self.dtype, memory_format=self.memory_format)
+        if images.is_floating_point() != self.normalized:
+            expected = 'normalised float' if self.normalized else 'uint8'
+            raise TypeError(f'expected {expected} images from the loader, got {images.dtype}')
         x = images.to(dtype=self.dtype, memory_format=self.memory_format)
-        return torch.addcmul(self.shift, x, self.scale)
+        return x if self.normalized else torch.addcmul(self.shift, x, self.scale)
 
 
 def forward_tta(model, images: torch.Tensor, lr_tta: bool) -> torch.Tensor:

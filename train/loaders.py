@@ -1,19 +1,30 @@
 """FFCV loaders for training and validation, built one way for the trainer, analysis and benchmarks.
 
-Images leave the loader as channels_last NCHW batches: uint8 on a GPU (inputs.Normalize turns
-them into model input there), already normalised float32 on a CPU (normalised in ffcv's
-decoding threads, so the main thread is left to the model).
+What a loader hands out (`BatchLoader.normalized` says which, and inputs.Normalize checks it):
+channels_last NCHW batches, uint8 on a GPU (4x less to copy; inputs.Normalize turns them into
+model input there), already normalised float32 on a CPU (normalised in ffcv's decoding
+threads, so the main thread is left to the model). Training batches also carry each
+sample's dataset index, from which the batch-side augmentations draw (train/draws.py).
+
+Importing this module imports ffcv (seconds of numba start-up): the trainer does it only
+once its arguments are checked.
 """
 from __future__ import annotations
 
 import queue
+from dataclasses import dataclass, replace
 
+import numba
 import numpy as np
 import torch
 from ffcv.fields.basics import IntDecoder
 from ffcv.fields.rgb_image import CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder
 from ffcv.loader import Loader as FfcvLoader
 from ffcv.loader import OrderOption
+from ffcv.loader.epoch_iterator import IS_CUDA, EpochIterator
+from ffcv.pipeline.allocation_query import AllocationQuery
+from ffcv.pipeline.compiler import Compiler
+from ffcv.pipeline.operation import Operation
 from ffcv.traversal_order.quasi_random import QuasiRandom
 from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
 
@@ -23,24 +34,48 @@ from .decoders import RandomResizedCropFlipDecoder
 from .inputs import IMAGENET_MEAN, IMAGENET_STD, VAL_CROP_RATIO
 
 
-def _label_pipeline(device):
-    ops = [IntDecoder(), ToTensor(), Squeeze()]
-    return ops + ([ToDevice(device, non_blocking=True)] if device.type == 'cuda' else [])
+def _numba_threads_only(cls, n: int) -> None:
+    # ffcv's version also calls torch.set_num_threads(n), from __iter__ and again from its
+    # producer thread, so the model's thread count would be whatever the loader last said
+    # (one decoding thread meant a one-core model). Decoding threads are numba's business only:
+    # torch's count is set once per process (train/devices.py configure).
+    cls.num_threads = n if n >= 1 else numba.config.NUMBA_NUM_THREADS
+    numba.set_num_threads(min(cls.num_threads, numba.config.NUMBA_NUM_THREADS))
 
 
-def _image_tail(device, normalized: bool):
-    """After decoding. On a GPU: uint8 to the device (4x less to copy than float), normalised
-    there by inputs.Normalize. On a CPU: normalised here, unless the decoder did it already.
-    ffcv's NormalizeImage is jitted, so it must come before ToTensor: after it, Loader()
-    loops forever in ffcv's graph grouping. ToTorchImage gives NCHW over NHWC memory:
-    channels_last, no copy."""
-    if device.type == 'cuda':
-        return [ToTensor(), ToDevice(device, non_blocking=True), ToTorchImage()]
-    normalize = [] if normalized else [NormalizeImage(np.array(IMAGENET_MEAN), np.array(IMAGENET_STD), np.float32)]
-    return normalize + [ToTensor(), ToTorchImage()]
+Compiler.set_num_threads = classmethod(_numba_threads_only)
 
 
-class Loader(FfcvLoader):
+class _Epoch(EpochIterator):
+    """ffcv's epoch iterator, except that a failing decoding thread is an error in the training
+    loop: ffcv's producer thread dies with the exception and the loop waits forever for a batch."""
+
+    def run(self):
+        try:
+            super().run()
+        except BaseException as e:
+            self.failure = e
+            self.output_queue.put(_FAILED)
+
+    def __next__(self):  # ffcv's, plus the failure
+        result = self.output_queue.get()
+        if result is _FAILED:
+            self.close()
+            raise RuntimeError(f'an ffcv decoding thread failed: {type(self.failure).__name__}: '
+                               f'{self.failure}'.splitlines()[0]) from self.failure
+        if result is None:
+            self.close()
+            raise StopIteration()
+        slot, batch = result
+        if IS_CUDA:  # the batch's copy to the device was queued on its own stream
+            self.current_stream.wait_stream(self.cuda_streams[slot])
+        return batch
+
+
+_FAILED = object()
+
+
+class BatchLoader(FfcvLoader):
     """ffcv's Loader, keeping its batch buffers from one epoch to the next.
 
     ffcv allocates every operation's output buffers (batches_ahead + 2 batches of them:
@@ -52,8 +87,9 @@ class Loader(FfcvLoader):
     loop moves batches_ahead + 1 further: copy what must outlive that.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, normalized: bool, **kwargs):
         super().__init__(*args, **kwargs)
+        self.normalized = normalized  # batches are normalised float32 (else uint8 0-255)
         self._buffers = (None, None)
         self._epoch = None
         allocate = self.graph.allocate_memory
@@ -70,7 +106,13 @@ class Loader(FfcvLoader):
         self._stop(self._epoch)
         if torch.cuda.is_available():  # kernels queued on the last batches may still read them
             torch.cuda.current_stream().synchronize()
-        self._epoch = super().__iter__()
+        # ffcv's __iter__, with our epoch iterator
+        Compiler.set_num_threads(self.num_workers)
+        order = self.next_traversal_order()
+        self.next_epoch += 1
+        if self.code is None or self.recompile:
+            self.generate_code()
+        self._epoch = _Epoch(self, order[:len(self) * self.batch_size])
         return self._epoch
 
     @staticmethod
@@ -100,46 +142,107 @@ class ReproducibleQuasiRandom(QuasiRandom):
             self.page_to_samples_array = pristine
 
 
+class WithIndex(Operation):
+    """Label -> (label, sample index): the batch-side augmentations draw from each sample's index."""
+
+    def generate_code(self):
+        def with_index(labels, dst, indices):
+            for i in range(labels.shape[0]):
+                dst[i, 0] = labels[i, 0]
+                dst[i, 1] = indices[i]
+            return dst
+        with_index.with_indices = True
+        return with_index
+
+    def declare_state_and_memory(self, previous_state):
+        return replace(previous_state, shape=(2,), dtype=np.dtype('<i8')), AllocationQuery((2,), np.dtype('<i8'))
+
+
+def _image_tail(device, normalized: bool):
+    """After decoding. On a GPU: uint8 to the device, normalised there by inputs.Normalize. On a
+    CPU: normalised here, unless the decoder did it already. ffcv's NormalizeImage is jitted,
+    so it must come before ToTensor: after it, Loader() loops forever in ffcv's graph grouping.
+    ToTorchImage gives NCHW over NHWC memory: channels_last, no copy."""
+    if device.type == 'cuda':
+        return [ToTensor(), ToDevice(device, non_blocking=True), ToTorchImage()]
+    normalize = [] if normalized else [NormalizeImage(np.array(IMAGENET_MEAN), np.array(IMAGENET_STD), np.float32)]
+    return normalize + [ToTensor(), ToTorchImage()]
+
+
+def _to_device(device):
+    return [ToDevice(device, non_blocking=True)] if device.type == 'cuda' else []
+
+
+@dataclass
+class TrainLoader:
+    """The training loader and the pieces the trainer sets each epoch (without recompiling)."""
+    loader: BatchLoader
+    decoder: RandomResizedCropFlipDecoder | RandomResizedCropRGBImageDecoder
+    device: torch.device
+    augment: Operation | None = None   # per-sample image augmentations (train/augment), if any
+
+    @property
+    def normalized(self) -> bool:
+        return self.loader.normalized
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def start_epoch(self, epoch: int, res: int) -> None:
+        self.decoder.output_size = (res, res)
+        if hasattr(self.decoder, 'epoch'):  # the fast decoder draws its crops from (seed, epoch, index)
+            self.decoder.epoch = epoch
+        if self.augment is not None:
+            self.augment.epoch = epoch
+        self.loader.next_epoch = epoch  # ffcv seeds the epoch's sample order with it
+
+    def __iter__(self):
+        """(images, labels, sample indices) batches: images and labels on the device, the indices
+        on the host, where the batch-side augmentations compute their draws without a device sync."""
+        for images, target in self.loader:
+            yield images, target[:, 0].to(self.device, non_blocking=True), target[:, 1]
+
+
 def train_loader(path, *, batch_size, num_workers, in_memory, res, seed, distributed, device,
-                 decoder='fast', scale=(0.08, 1.0)):
-    """(Loader, decoder): set `decoder.output_size` (and `.epoch` for the fast one) each epoch."""
+                 decoder='fast', scale=(0.08, 1.0), augment: Operation | None = None) -> TrainLoader:
+    """The training loader. Order: uniformly random over sample indices, seeded by (seed, epoch),
+    so the batches depend on the data and the seed alone. With in_memory=0 (a dataset larger than
+    RAM, read through ffcv's process cache) pages must be read in bulk, so the order is
+    quasi-random instead: random pages, shuffled within a window of a few of them."""
     on_cpu = device.type != 'cuda'
     if decoder == 'fast':
+        # With per-sample augmentations the decoder hands them uint8; they normalise after.
+        fused = on_cpu and augment is None
         dec = RandomResizedCropFlipDecoder((res, res), seed=seed, scale=scale,
-                                           normalize=(IMAGENET_MEAN, IMAGENET_STD) if on_cpu else None)
-        image_ops = [dec] + _image_tail(device, normalized=on_cpu)
+                                           normalize=(IMAGENET_MEAN, IMAGENET_STD) if fused else None)
+        image_ops = [dec, *([augment] if augment else []), *_image_tail(device, normalized=fused)]
     else:  # ffcv's own, as the public trainer uses it (its draws are not reproducible)
         dec = RandomResizedCropRGBImageDecoder((res, res), scale=scale)
-        image_ops = [dec, RandomHorizontalFlip()] + _image_tail(device, normalized=False)
-    loader = Loader(str(path), batch_size=batch_size, num_workers=num_workers,
-                    # quasi-random reads pages in bulk (fast from disk) but does not split across ranks
-                    order=OrderOption.RANDOM if distributed else OrderOption.QUASI_RANDOM,
-                    os_cache=bool(in_memory), drop_last=True, distributed=distributed, seed=seed,
-                    pipelines={'image': image_ops,
-                               'label': _label_pipeline(device)})
-    if not distributed:
+        image_ops = [dec, RandomHorizontalFlip(), *([augment] if augment else []),
+                     *_image_tail(device, normalized=False)]
+    quasi = not in_memory and not distributed  # ffcv's quasi-random order does not split across ranks
+    loader = BatchLoader(str(path), batch_size=batch_size, num_workers=num_workers,
+                         order=OrderOption.QUASI_RANDOM if quasi else OrderOption.RANDOM,
+                         os_cache=bool(in_memory), drop_last=True, distributed=distributed, seed=seed,
+                         pipelines={'image': image_ops,
+                                    'label': [IntDecoder(), WithIndex(), ToTensor()]},
+                         normalized=on_cpu)
+    if quasi:
         loader.traversal_order = ReproducibleQuasiRandom(loader)
-    return loader, dec
+    return TrainLoader(loader, dec, device, augment)
 
 
-def val_loader(path, *, batch_size, num_workers, in_memory, res, device, rank=0, world_size=1):
-    """Sequential loader over this rank's share of the validation set.
+def val_loader(path, *, batch_size, num_workers, in_memory, res, device, rank=0, world_size=1) -> BatchLoader:
+    """Sequential loader over this rank's share of the validation set: (images, labels) batches.
 
     Each rank takes every world_size-th sample, with no padding: ffcv's distributed mode
     pads by repeating samples, which would count some images twice.
     """
     num_samples = BetonFile(path).num_samples
-    return Loader(str(path), batch_size=batch_size, num_workers=num_workers,
-                  order=OrderOption.SEQUENTIAL, os_cache=bool(in_memory), drop_last=False,
-                  indices=np.arange(rank, num_samples, world_size),
-                  pipelines={'image': [CenterCropRGBImageDecoder((res, res), ratio=VAL_CROP_RATIO),
-                                       *_image_tail(device, normalized=False)],
-                             'label': _label_pipeline(device)})
-
-
-def batches(loader: Loader, torch_threads: int):
-    """Iterate a Loader without giving up torch's threads: ffcv's iter() sets torch's
-    thread count to its own worker count, which would starve the model on a CPU."""
-    iterator = iter(loader)
-    torch.set_num_threads(torch_threads)
-    return iterator
+    return BatchLoader(str(path), batch_size=batch_size, num_workers=num_workers,
+                       order=OrderOption.SEQUENTIAL, os_cache=bool(in_memory), drop_last=False,
+                       indices=np.arange(rank, num_samples, world_size),
+                       pipelines={'image': [CenterCropRGBImageDecoder((res, res), ratio=VAL_CROP_RATIO),
+                                            *_image_tail(device, normalized=False)],
+                                  'label': [IntDecoder(), ToTensor(), Squeeze(), *_to_device(device)]},
+                       normalized=device.type != 'cuda')

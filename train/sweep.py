@@ -20,12 +20,14 @@ from fastimagenet.common.cli import fail
 from fastimagenet.common.config import check_keys
 
 from . import config
-from .runs import FINAL, LAST, PARAMS, result_settings
+from .runs import FINAL, LAST, PARAMS, describe_difference, differing_settings, result_settings
 from .schedules import stretch
 
 TRAINER = Path(__file__).resolve().parent / 'train_imagenet.py'
 # Set per budget by the sweep itself: an override of them would make every budget the same run.
 OWN_KEYS = ('training.epochs', 'logging.folder')
+# A prefix for the sweep, one URL per budget under it (OUT/ep16 -> PREFIX/ep16).
+PER_BUDGET_PREFIXES = ('logging.mirror',)
 
 
 @dataclass
@@ -100,6 +102,9 @@ def plan(config_files: list[str], overrides: dict[str, str], budgets: list[int],
         per_budget = {'training.epochs': epochs, 'resolution.start_ramp': stretched['resolution.start_ramp'],
                       'resolution.end_ramp': stretched['resolution.end_ramp'], **changed,
                       'logging.folder': str(out / f'ep{epochs}')}
+        for key in PER_BUDGET_PREFIXES:
+            if base[key]:
+                per_budget[key] = base[key].rstrip('/') + f'/ep{epochs}'
         kept = {k: v for k, v in overrides.items() if k not in per_budget}  # replaced by the stretched value
         args = file_args + [f'--{k}={v}' for k, v in {**kept, **per_budget}.items()]
         params = config.load(args)
@@ -116,28 +121,25 @@ def world_size(p: dict, nproc: int | None) -> int:
 
 
 def inspect(budget: Budget) -> None:
-    """Set budget.state from the folder's files (no torch): finished, to resume, or to start.
+    """Set budget.state from the folder's files (no torch), or from its mirror's newest snapshot
+    when the folder is not here (a fresh machine): finished, to resume, or to start.
 
-    A folder holding a run with other settings fails here, before any run starts, as the
-    trainer would refuse it only when its turn comes.
+    A folder (or mirror) holding a run with other settings fails here, before any run starts,
+    as the trainer would refuse it only when its turn comes.
     """
     folder = budget.folder
     if not (folder / PARAMS).exists():
         if folder.exists() and any(folder.glob('*.pt')):
             fail(f'{folder} holds checkpoints but no {PARAMS}; move it away or use another --out')
         budget.state, budget.note = 'start', ''
+        if budget.params.get('logging.mirror'):
+            inspect_mirror(budget)
         return
     try:
         old = json.loads((folder / PARAMS).read_text())
     except (OSError, ValueError):
         fail(f'{folder / PARAMS} is unreadable; move the folder away or use another --out')
-    mine = result_settings(budget.params)
-    theirs = {k: v for k, v in result_settings(old).items() if k in mine}
-    diff = sorted(k for k in mine if mine[k] != theirs.get(k))
-    if diff:
-        k = diff[0]
-        fail(f'{folder} holds a run with {k}={theirs.get(k)!r}, this sweep has {mine[k]!r} '
-             f'({len(diff)} setting(s) differ); use another --out, or the same settings to resume')
+    refuse_other_run(budget, folder, old)
     log = read_run(folder)
     last = log.records[-1] if log.records else {}
     done = len(log.records)
@@ -148,3 +150,27 @@ def inspect(budget: Budget) -> None:
         budget.state, budget.note = 'resume', f'{done} of {budget.epochs} epochs logged'
     else:
         budget.state, budget.note = 'start', 'no checkpoint yet'
+
+
+def inspect_mirror(budget: Budget) -> None:
+    """A budget whose folder is only in its mirror: the trainer restores it from there (and a
+    finished one just comes down, for the report)."""
+    from .mirror import Mirror
+    url = budget.params['logging.mirror']
+    mirror = Mirror(url, endpoint_url=budget.params.get('logging.mirror_endpoint') or None)
+    mirror.check()
+    snapshot = mirror.latest()
+    if snapshot is None:
+        return
+    refuse_other_run(budget, url, mirror.read_json(PARAMS, snapshot) or {})
+    if snapshot.epoch >= budget.epochs and FINAL in snapshot.files:
+        budget.state, budget.note = 'restore', f'finished in the mirror {url}'
+    else:
+        budget.state, budget.note = 'resume', f'{snapshot.epoch} of {budget.epochs} epochs in the mirror {url}'
+
+
+def refuse_other_run(budget: Budget, where, theirs: dict) -> None:
+    diff = differing_settings(budget.params, theirs)
+    if diff:
+        fail(describe_difference(where, diff, result_settings(budget.params), result_settings(theirs), 'this sweep')
+             + '; use another --out, or the same settings to resume')
