@@ -10,7 +10,7 @@ APT_PACKAGES := libturbojpeg0-dev libjpeg-dev libopencv-dev pkg-config chromium 
 SAMPLE := data/sample
 SAMPLE_FFCV := data/sample_ffcv
 
-.PHONY: setup system-deps test demo sample bench ablation ablation-demo clean
+.PHONY: setup system-deps test demo sample bench ablation ablation-demo clean gpu-check gpu-bundle
 
 setup: $(STAMP)
 
@@ -70,3 +70,13 @@ bench: sample
 
 clean:
 	rm -rf data runs .pytest_cache
+
+# The GPU check (bench/gpu_check.py): the CUDA tests and ResNet-50D throughput, a JSON line last.
+# On an air-gapped node, `make gpu-check BUNDLE=DIR` (or `python3 DIR/build_and_check.py`) first
+# builds, with no network, from the folder `make gpu-bundle` wrote on a connected machine.
+GPU_BUNDLE := gpu-bundle
+gpu-check: $(if $(BUNDLE),,$(STAMP))
+	$(if $(BUNDLE),$(PYTHON) $(BUNDLE)/build_and_check.py,$(PY) bench/gpu_check.py)
+
+gpu-bundle: $(STAMP)
+	$(PY) bench/gpu_bundle.py --out $(GPU_BUNDLE)
