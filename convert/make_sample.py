@@ -26,14 +26,16 @@ isolate_script(__file__)  # first: our module names must not shadow libraries'
 
 import argparse
 import math
-import multiprocessing
 import os
 import shutil
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from fastimagenet.common.workers import ordered_map
 
 SPLITS = ('train', 'val')
 SUPERSAMPLE = 2          # shapes are drawn at 2x and reduced: antialiased edges for < 1 ms
@@ -260,14 +262,21 @@ def write_sample(out_dir, train_per_class: int = 100, val_per_class: int = 30, s
                       for i in range(per_class[split])]
     if not workers:  # a pool takes ~0.1 s to start: only worth it beyond a few dozen images each
         workers = min(os.cpu_count() or 1, max(1, len(tasks) // 50))
-    if workers > 1:
-        with multiprocessing.Pool(workers) as pool:
-            pool.map(_write_image, tasks, chunksize=25)
+    if workers > 1:  # a dead worker is an error, not a hang (common/workers.py)
+        chunks = [tasks[i:i + 25] for i in range(0, len(tasks), 25)]
+        with closing(ordered_map(_write_images, chunks, workers)) as done:
+            for _ in done:
+                pass
     else:
         for task in tasks:
             _write_image(task)
     (out / 'synsets.txt').write_text(''.join(f'{wnid(k)} {n}\n' for k, n in enumerate(names)))
     return {'classes': len(names), **{s: n * len(names) for s, n in per_class.items()}}
+
+
+def _write_images(tasks) -> None:
+    for task in tasks:
+        _write_image(task)
 
 
 def _write_image(task) -> None:
