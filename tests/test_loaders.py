@@ -118,3 +118,34 @@ def test_a_failing_decoding_thread_is_an_error_not_a_hang(tmp_path):
     path = write(tmp_path / 'a.beton', images(16), reverse_layout=False)
     proc = script('-c', FAILING_PIPELINE, path, timeout=300)  # ffcv alone waits forever here
     assert 'raised: an ffcv decoding thread failed: TypingError' in proc.stdout
+
+
+def test_an_in_memory_loader_leaves_numbas_array_types_alone(tmp_path):
+    """ffcv's OS-cache reader set `.mutable = False` on numba's one uint8[::1] type object: every
+    dict keyed by it broke, and a kernel compiled before such a Loader failed with a KeyError
+    inside numba when it was next compiled for a new caller (the augmentation tests did, in a
+    full run of the suite)."""
+    import numba
+    bytes_type = numba.typeof(np.zeros(3, np.uint8))
+    before = hash(bytes_type)
+
+    @numba.njit
+    def total(a):
+        return a.sum()
+
+    @numba.njit
+    def both(a, b):
+        return total(a) + total(b)
+
+    total(np.ones(3, np.uint8))  # keyed by the type before the loader
+    epochs_of(write(tmp_path / 'a.beton', images(32), reverse_layout=False), epochs=1)
+    assert numba.typeof(np.zeros(3, np.uint8)) is bytes_type and bytes_type.mutable and hash(bytes_type) == before
+    assert both(np.ones(3, np.uint8), np.ones(3, np.uint8)) == 6  # typing the call reads total's overloads
+
+
+def test_importing_ffcv_through_the_project_keeps_torchs_threads():
+    """ffcv's first import set torch's thread count to 1; the trainer imports it after choosing."""
+    for module in ('fastimagenet.train.augment.per_sample', 'fastimagenet.train.decoders',
+                   'fastimagenet.train.loaders'):
+        proc = script('-c', f'import torch; torch.set_num_threads(2); import {module}; print(torch.get_num_threads())')
+        assert proc.stdout.split() == ['2'], module

@@ -3,6 +3,7 @@ evaluates exactly under DDP, and refuses what it cannot do in one line."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -71,6 +72,8 @@ def test_cpu_run_learns_and_writes_its_folder(betons, trained, tmp_path):
         assert 0 <= r['train_top_1'] <= r['train_top_5'] <= 1
     assert log[-1]['train_loss'] < log[0]['train_loss']
     assert log[-1]['top_1'] > 0.5, log  # well above chance (0.25)
+    # a CPU run's model uses every core it may (ffcv's import used to leave torch one)
+    assert all(r['torch_threads'] == len(os.sched_getaffinity(0)) for r in log), log
     assert stdout.strip().splitlines()[-1] == f'top_1: {log[-1]["top_1"]:.4f}'
     # not a terminal: plain progress lines, no carriage-return frames of a progress bar
     assert '\r' not in stdout
@@ -129,6 +132,37 @@ def test_resume_after_kill_ends_like_an_uninterrupted_run(betons, tmp_path):
     assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
     assert [r['epoch'] for r in read_log(broken)] == [0, 1, 2, 3]
     assert read_log(broken)[-1]['top_1'] == read_log(straight)[-1]['top_1']
+
+
+# Every augmentation on, each switched off at its own epoch, as in the strong recipe.
+EVERY_AUGMENTATION = ['--augment.randaugment=rand-m9-mstd0.5-inc1', '--augment.randaugment_off_epoch=3',
+                      '--augment.color_jitter_prob=0.5', '--augment.brightness=0.2', '--augment.contrast=0.2',
+                      '--augment.saturation=0.2', '--augment.hue=0.05', '--augment.color_jitter_on_epoch=1',
+                      '--augment.erasing_prob=0.5', '--augment.erasing_mode=pixel', '--augment.erasing_count=2',
+                      '--augment.erasing_off_epoch=3', '--augment.mixup_alpha=0.2', '--augment.cutmix_alpha=1.0',
+                      '--augment.mixing_off_epoch=2', '--training.loss=bce', '--training.bce_target_thresh=0.2']
+
+
+def test_every_augmentation_trains_switches_by_epoch_and_resumes_exactly(betons, tmp_path):
+    """The strong recipe's switches in one config; kill -9 after epoch 2 and rerun with another
+    number of decoding threads: the same weights, since every draw is a function of
+    (seed, epoch, sample index)."""
+    args = [TRAINER, *TINY, *data_args(betons), '--training.epochs=4', '--training.ema=1', *EVERY_AUGMENTATION]
+    straight = tmp_path / 'straight'
+    script(*args, f'--logging.folder={straight}', '--data.num_workers=1')
+    log = read_log(straight)
+    assert [(r['randaugment_on'], r['color_jitter_on'], r['erasing_on'], r['mixing_on']) for r in log] == \
+        [(1, 0, 1, 1), (1, 1, 1, 1), (1, 1, 1, 0), (0, 1, 0, 0)]
+    # training accuracy only where targets are hard again (no Mixup/CutMix)
+    assert ['train_top_1' in r for r in log] == [False, False, True, True]
+
+    broken = tmp_path / 'broken'
+    kill_tree(start_until_fault([*args, f'--logging.folder={broken}', '--data.num_workers=1'],
+                                'train.epoch_saved:2', tmp_path))
+    resumed = script(*args, f'--logging.folder={broken}', '--data.num_workers=2')
+    assert 'resuming' in resumed.stdout
+    same_weights(straight / FINAL, broken / FINAL)
+    assert read_log(broken)[-1]['top_1'] == log[-1]['top_1']
 
 
 def torchrun(port: int) -> list[str]:

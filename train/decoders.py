@@ -20,6 +20,7 @@ import ctypes
 from dataclasses import replace
 
 import numpy as np
+from . import ffcv_import  # noqa: F401  (first: ffcv's import would set torch's threads to 1)
 from ffcv.fields.rgb_image import IMAGE_MODES, SimpleRGBImageDecoder
 from ffcv.pipeline.allocation_query import AllocationQuery
 from ffcv.pipeline.compiler import Compiler

@@ -17,11 +17,14 @@ from dataclasses import dataclass, replace
 import numba
 import numpy as np
 import torch
+
+from . import ffcv_import  # noqa: F401  (first: ffcv's import would set torch's threads to 1)
 from ffcv.fields.basics import IntDecoder
 from ffcv.fields.rgb_image import CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder
 from ffcv.loader import Loader as FfcvLoader
 from ffcv.loader import OrderOption
 from ffcv.loader.epoch_iterator import IS_CUDA, EpochIterator
+from ffcv.memory_managers import OSCacheManager
 from ffcv.pipeline.allocation_query import AllocationQuery
 from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.operation import Operation
@@ -75,6 +78,27 @@ class _Epoch(EpochIterator):
 _FAILED = object()
 
 
+# ---- ffcv's OS-cache reader, without corrupting numba's types -----------------------------------
+# ffcv 1.0.2's OSCacheManager.state_type (in_memory=1) marks its data type read-only by setting
+# `.mutable = False` on numba's interned uint8[::1], the one object every uint8 1-D C array in
+# the process is typed as. That changes the type's hash under every dict already keyed by it:
+# a kernel compiled before the first such Loader and called after it fails inside numba with a
+# KeyError (tests/test_loaders.py shows it). The same reader, typed with a read-only type of its own.
+_READ_ONLY_BYTES = numba.types.Array(numba.types.uint8, 1, 'C', readonly=True)
+_OS_CACHE_STATE = numba.types.Tuple([_READ_ONLY_BYTES, numba.types.uint64[::1], numba.types.uint64[::1]])
+
+
+def _os_cache_reader(self):
+    def read(address, mem_state):
+        size = mem_state[2][np.searchsorted(mem_state[1], address)]
+        return mem_state[0][address:address + size]
+    return Compiler.compile(read, _READ_ONLY_BYTES(numba.types.uint64, _OS_CACHE_STATE))
+
+
+OSCacheManager.state_type = property(lambda self: _OS_CACHE_STATE)
+OSCacheManager.compile_reader = _os_cache_reader
+
+
 class BatchLoader(FfcvLoader):
     """ffcv's Loader, keeping its batch buffers from one epoch to the next.
 
@@ -114,6 +138,12 @@ class BatchLoader(FfcvLoader):
             self.generate_code()
         self._epoch = _Epoch(self, order[:len(self) * self.batch_size])
         return self._epoch
+
+    def close(self) -> None:
+        """Stop the epoch in flight, if any. A process leaving with one running (an error in the
+        training loop) aborts in numba's thread pool at exit instead of exiting with its status."""
+        self._stop(self._epoch)
+        self._epoch = None
 
     @staticmethod
     def _stop(epoch) -> None:
@@ -195,6 +225,9 @@ class TrainLoader:
         if self.augment is not None:
             self.augment.epoch = epoch
         self.loader.next_epoch = epoch  # ffcv seeds the epoch's sample order with it
+
+    def close(self) -> None:
+        self.loader.close()
 
     def __iter__(self):
         """(images, labels, sample indices) batches: images and labels on the device, the indices

@@ -58,6 +58,9 @@ def train(p: dict, ctx: distributed.Context) -> None:
             end_epoch(run, epoch, record)
         finish_run(run)
     finally:
+        for loader in (run.train_data, run.val_data):  # an epoch left part way (an error) stops here
+            if loader is not None:
+                loader.close()
         close_mirror(run, timeout=60)  # after a crash: the last checkpoint still goes up (bounded)
 
 
@@ -304,6 +307,7 @@ def train_epoch(run: Run, epoch: int) -> dict:
     switches = {f'{name}_on': int(aug.on(name, epoch)) for name in AUGMENTATIONS if getattr(aug, name) is not None}
     return {'epoch': epoch, 'segment': segment_of(run.params, epoch), 'lr': lr, 'res': res,
             'train_loss': train_loss, **(accuracy.result() if accuracy is not None else {}), **switches,
+            'torch_threads': torch.get_num_threads(),  # in force while it trained (ffcv's import once set 1)
             'epoch_time_s': round(train_time, 3), 'train_imgs_per_s': round(steps * run.global_batch / train_time, 1)}
 
 

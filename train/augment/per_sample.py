@@ -17,6 +17,7 @@ import ctypes
 from dataclasses import replace
 
 import numpy as np
+from .. import ffcv_import  # noqa: F401  (first: ffcv's import would set torch's threads to 1)
 from ffcv.pipeline.allocation_query import AllocationQuery
 from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.operation import Operation
