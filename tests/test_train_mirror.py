@@ -130,3 +130,26 @@ def wait_for(condition, timeout: float) -> None:
         if time.time() > deadline:
             pytest.fail(f'timed out after {timeout} s')
         time.sleep(0.2)
+
+
+def test_a_sweep_resumes_on_a_fresh_machine_from_its_mirror(betons, tmp_path):
+    """train/ablate.py with a mirror prefix: each budget mirrored under it. The machine is lost
+    while the 3-epoch budget runs (after its epoch 2 reached the mirror); the same command on a
+    fresh machine restores the finished budget and resumes the other from the mirror."""
+    prefix = (tmp_path / 'nfs' / 'sweep').as_uri()
+    out = tmp_path / 'ablation'
+    sweep = ['train/ablate.py', '--config-file', 'cpu_sample.yaml', '--epochs', '1,3', '--out', out,
+             *data_args(betons), f'--logging.mirror={prefix}', *TINY, '--lr.lr_peak_epoch=0.5',
+             '--logging.log_level=0']
+    kill_tree(start_until_fault(sweep, 'mirror.snapshot:2', tmp_path, timeout=900))
+    assert Mirror(f'{prefix}/ep3').latest().epoch == 2 and Mirror(f'{prefix}/ep1').latest().epoch == 1
+    shutil.rmtree(out)
+
+    plan = script(*sweep, '--dry-run')
+    assert f'# {out}/ep1: restoring from its mirror (finished in the mirror {prefix}/ep1)' in plan.stderr
+    assert f'# {out}/ep3: resuming (2 of 3 epochs in the mirror {prefix}/ep3)' in plan.stderr
+    done = script(*sweep, timeout=900)
+    assert 'restoring' in done.stdout and 'resuming' in done.stdout
+    assert [r['epoch'] for r in read_log(out / 'ep3')] == [0, 1, 2]
+    lines = done.stdout.splitlines()
+    assert [line.split()[-1] for line in lines[-3:-1]] == ['complete', 'complete']
