@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from fastimagenet.common import faults
 from fastimagenet.common.atomic import atomic_path, write_text_atomic
@@ -28,6 +27,7 @@ from fastimagenet.common.beton import MODE_JPG, MODE_RAW, BetonWriter, SharedPag
 from fastimagenet.common.classes import write_info
 from fastimagenet.common.cli import fail
 from fastimagenet.common.images import BadImage, encode_jpeg, load_rgb
+from fastimagenet.common.progress import CountProgress
 from fastimagenet.common.workers import WorkerDied, ordered_map
 
 from .layout import SplitSource
@@ -124,8 +124,7 @@ def convert_split(source: SplitSource, write_path: Path, enc: Encoding, num_work
                 # The workers write each sample before answering for it: once the last answer
                 # is in, so is every byte.
                 chunks = ordered_map(_encode_chunk, tasks, num_workers, _worker_init, (pages,))
-                with closing(chunks), tqdm(total=len(samples), unit='img', smoothing=0.05,
-                                           desc=f'{source.split} -> {write_path.name}', dynamic_ncols=True) as bar:
+                with closing(chunks), CountProgress(len(samples), f'{source.split} -> {write_path.name}') as bar:
                     for results in chunks:
                         for i, result in results:
                             path, label = samples[i]
@@ -136,8 +135,7 @@ def convert_split(source: SplitSource, write_path: Path, enc: Encoding, num_work
                             counts[label] += 1
                             bytes_written += result[-1]
                         done += len(results)
-                        bar.update(len(results))
-                        bar.set_postfix(skipped=len(skipped), refresh=False)
+                        bar.update(len(results), skipped=len(skipped))
                         faults.point('convert.placed', done)  # tests kill the conversion here
                 written = writer.finish(shared_pages=pages.claimed)
         except WorkerDied as e:  # the OOM killer, a decoder's segfault

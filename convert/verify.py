@@ -5,12 +5,12 @@ import signal
 from contextlib import closing
 from pathlib import Path
 
-from tqdm import tqdm
 
 from fastimagenet.common import faults
 from fastimagenet.common.beton import BetonFile
 from fastimagenet.common.classes import read_info
 from fastimagenet.common.cli import fail
+from fastimagenet.common.progress import CountProgress
 from fastimagenet.common.workers import WorkerDied, ordered_map
 
 _file: BetonFile | None = None
@@ -48,7 +48,7 @@ def verify_beton(path: Path, num_workers: int, chunk_size: int = 500) -> dict:
     bad = []
     checked = ordered_map(_undecodable, ranges, num_workers, _open, (str(path),))
     try:
-        with closing(checked), tqdm(total=n, unit='img', desc=f'verify {path.name}', dynamic_ncols=True) as bar:
+        with closing(checked), CountProgress(n, f'verify {path.name}') as bar:
             for found, (lo, hi) in zip(checked, ranges):  # checked first: zip runs it to its end
                 bad.extend(found)
                 bar.update(hi - lo)

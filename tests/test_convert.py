@@ -339,6 +339,7 @@ def test_verify_mode(imagefolder, tmp_path):
     out = tmp_path / 'v.beton'
     proc = convert(imagefolder, out, '--cfg.split=val', '--cfg.write_mode=jpg', '--cfg.verify=1')
     assert 'every image decodes' in proc.stdout
+    assert '\r' not in proc.stderr  # not a terminal: no progress bar frames (common/progress.py)
     proc = script(WRITER, f'--cfg.write_path={out}', '--cfg.verify=1')
     assert 'OK, 9 images, 4 classes' in proc.stdout
 
@@ -375,3 +376,17 @@ def test_full_disk_is_one_line_and_leaves_nothing(imagefolder, tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert error_line(proc).startswith(f'error: could not write {out}: File too large')
     assert not out.exists() and not list(out.parent.glob('.train.beton.tmp-*'))
+
+
+def test_progress_is_plain_lines_off_a_terminal():
+    """In a log file (nohup, tee), counted work reports plain lines with its rate and ETA."""
+    import io
+    from fastimagenet.common.progress import CountProgress
+    log = io.StringIO()
+    with CountProgress(100, 'train -> train.beton', every=0, stream=log) as bar:
+        bar.update(40, skipped=1)
+        bar.update(60, skipped=1)  # done: the command's own summary line follows
+    lines = log.getvalue().splitlines()
+    assert '\r' not in log.getvalue() and len(lines) == 1
+    assert lines[0].startswith('train -> train.beton: 40/100 img  ') and ' img/s  ETA ' in lines[0]
+    assert lines[0].endswith('skipped 1')

@@ -12,6 +12,8 @@ import time
 
 from tqdm import tqdm
 
+from fastimagenet.common.progress import duration
+
 
 class Progress:
     def __init__(self, steps: int, epoch: int, epochs: int, global_batch: int, *, enabled: bool,
@@ -41,7 +43,7 @@ class Progress:
             done = step + 1
             eta = (now - self.start) / done * (self.steps - done)
             print(f'epoch {self.epoch + 1}/{self.epochs}  step {done}/{self.steps}  loss {loss.item():.4f}  '
-                  f'lr {lr:.4f}  res {res}  {self._rate(step):.0f} img/s  epoch ETA {_duration(eta)}',
+                  f'lr {lr:.4f}  res {res}  {self._rate(step):.0f} img/s  epoch ETA {duration(eta)}',
                   file=self.stream, flush=True)
 
     def close(self) -> None:
@@ -50,11 +52,6 @@ class Progress:
 
     def _rate(self, step: int) -> float:
         return (step + 1) * self.global_batch / max(time.time() - self.start, 1e-9)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return f'{seconds // 3600}h{seconds // 60 % 60:02d}m' if seconds >= 3600 else f'{seconds // 60}m{seconds % 60:02d}s'
 
 
 def epoch_line(r: dict, epochs: int) -> str:
