@@ -195,20 +195,33 @@ class BetonFile:
                                offset=HeaderType.itemsize + descriptors.nbytes)
         self.image_meta = metadata['f0']
         self.labels = np.asarray(metadata['f1'])
-        table = np.fromfile(self.path, dtype=ALLOC_TABLE_TYPE, offset=int(header['alloc_table_ptr']))
-        table = np.sort(table, order='ptr')
-        self._ptrs, self._sizes = table['ptr'], table['size']
-        self._data = None
+        self._alloc_table_ptr = int(header['alloc_table_ptr'])
+        self._ptrs = self._sizes = self._data = None
 
     def __len__(self) -> int:
         return self.num_samples
 
+    def _read_sizes(self) -> None:
+        # Read on the first image only: opening a file to check it or take its labels (the
+        # trainer, val_loader, verify's parent) then costs no sort of 1.28M entries. A sort of
+        # the pointers alone is ~6x faster than np.sort(order='ptr') of the whole table (1.2 s
+        # at 1.28M), which it equals unless two entries share a pointer.
+        table = np.fromfile(self.path, dtype=ALLOC_TABLE_TYPE, offset=self._alloc_table_ptr)
+        table = table[np.argsort(table['ptr'], kind='stable')]
+        if len(table) and (table['ptr'][1:] == table['ptr'][:-1]).any():
+            table = np.sort(table, order='ptr')  # ties ordered as before, by the other fields
+        self._ptrs, self._sizes = np.ascontiguousarray(table['ptr']), np.ascontiguousarray(table['size'])
+
     def image_bytes(self, i: int) -> np.ndarray:
         if self._data is None:
             self._data = np.memmap(self.path, dtype=np.uint8, mode='r')
-        ptr = int(self.image_meta[i]['data_ptr'])
-        size = int(self._sizes[np.searchsorted(self._ptrs, ptr)])
-        return self._data[ptr:ptr + size]
+        if self._ptrs is None:
+            self._read_sizes()
+        ptr = self.image_meta[i]['data_ptr']
+        # The key as the table's uint64: numpy searches for a Python int by converting the whole
+        # table first (8 ms per image at 1.28M samples: verify went from 8.6k to 430 img/s).
+        size = int(self._sizes[np.searchsorted(self._ptrs, np.uint64(ptr))])
+        return self._data[int(ptr):int(ptr) + size]
 
     def image(self, i: int) -> np.ndarray:
         """Sample i as full-size (H, W, 3) RGB; raises ValueError if it does not decode."""

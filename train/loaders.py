@@ -12,6 +12,7 @@ once its arguments are checked.
 from __future__ import annotations
 
 import queue
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numba
@@ -24,7 +25,10 @@ from ffcv.fields.rgb_image import CenterCropRGBImageDecoder, RandomResizedCropRG
 from ffcv.loader import Loader as FfcvLoader
 from ffcv.loader import OrderOption
 from ffcv.loader.epoch_iterator import IS_CUDA, EpochIterator
-from ffcv.memory_managers import OSCacheManager
+from ffcv.memory_managers import OSCacheManager, ProcessCacheManager
+from ffcv.memory_managers.base import MemoryManager
+from ffcv.memory_managers.process_cache.context import ProcessCacheContext
+from ffcv.memory_managers.process_cache.schedule import ScheduleExecutor, compute_schedule
 from ffcv.pipeline.allocation_query import AllocationQuery
 from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.operation import Operation
@@ -97,6 +101,144 @@ def _os_cache_reader(self):
 
 OSCacheManager.state_type = property(lambda self: _OS_CACHE_STATE)
 OSCacheManager.compile_reader = _os_cache_reader
+
+
+# ---- ffcv's per-sample tables as arrays -------------------------------------------------------
+# ffcv 1.0.2 builds its loaders' lookup tables and its process cache's epoch schedule in Python
+# loops over every sample: at ImageNet's 1.28M samples, Loader() took 7-11 s and ~850 MB more in
+# every process (each DDP rank), and with in_memory=0 every epoch waited ~6 s before its first
+# batch (bench/scale.py). The same tables and schedules, from numpy, for every ffcv loader in
+# a process that imports this module.
+
+class _ArrayTable(Mapping):
+    """One of ffcv's per-sample lookup tables, over two parallel arrays (key i pairs with value i)
+    instead of a Python object per sample: sorted on first use, then looked up by binary search,
+    or by index where the keys are 0..n-1 once each, as sample ids are.
+
+    With `sets`, key -> the set of its values, built in table order (so it iterates as ffcv's
+    own set did), and a missing key gives an empty set (ffcv's were defaultdict(set)); without,
+    key -> its value, the last of a repeated key's, KeyError if missing (ffcv's dict)."""
+
+    def __init__(self, keys: np.ndarray, values: np.ndarray, sets: bool):
+        self._keys, self._values, self._sets = keys, values, sets
+        self._dense = None  # the values indexed by key, when the keys are 0..n-1 once each; else False
+
+    def _sort(self) -> None:
+        order = np.argsort(self._keys, kind='stable')  # a key's values stay in table order
+        keys, values = self._keys[order], self._values[order]
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, np.int64)
+        self._sorted = keys, values, order, starts
+        dense = len(keys) > 0 and len(starts) == len(keys) and keys[0] == 0 and keys[-1] == len(keys) - 1
+        self._dense = values if dense else False
+
+    def dense(self) -> np.ndarray | None:
+        """The values indexed by key (sample -> its page), if every key 0..n-1 has one value."""
+        if self._dense is None:
+            self._sort()
+        return self._dense if self._dense is not False else None
+
+    def _span(self, key) -> tuple[int, int]:
+        if self._dense is None:
+            self._sort()
+        if key < 0:
+            return 0, 0
+        if self._dense is not False:
+            return (key, key + 1) if key < len(self._dense) else (0, 0)
+        keys = self._sorted[0]
+        key = keys.dtype.type(key)  # else numpy converts the whole array for every search
+        return np.searchsorted(keys, key), np.searchsorted(keys, key, 'right')
+
+    def __getitem__(self, key):
+        lo, hi = self._span(key)
+        values = self._sorted[1]
+        if self._sets:
+            return set(values[lo:hi])
+        if lo == hi:
+            raise KeyError(key)
+        return values[hi - 1]
+
+    def __contains__(self, key) -> bool:
+        lo, hi = self._span(key)
+        return lo < hi
+
+    def __len__(self) -> int:
+        self.dense()
+        return len(self._sorted[3])
+
+    def __iter__(self):
+        self.dense()
+        keys, _, order, starts = self._sorted
+        return iter(keys[starts[np.argsort(order[starts])]])  # in order of first appearance, as a dict
+
+    def groups(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(each key once, where its values start, all values grouped by key, in table order within)."""
+        self.dense()
+        keys, values, _, starts = self._sorted
+        return keys[starts], starts, values
+
+
+def _tables_as_arrays(self, reader) -> None:
+    # ffcv's MemoryManager.__init__ builds a dict (pointer -> size) and a set of pages per sample
+    # and of samples per page, though the OS-cache loader reads none of them. The same tables as
+    # _ArrayTables (ffcv 1.0.2 reads sample_to_pages in its process cache, page_to_samples in
+    # QuasiRandom, ptr_to_size nowhere).
+    self.reader = reader
+    table = reader.alloc_table
+    order = np.argsort(table['ptr'])  # ffcv's own: sorted for its readers' binary search
+    self.ptrs, self.sizes = table['ptr'][order], table['size'][order]
+    pages = table['ptr'] >> int(np.log2(reader.page_size))
+    self.ptr_to_size = _ArrayTable(self.ptrs, self.sizes, sets=False)
+    self.sample_to_pages = _ArrayTable(table['sample_id'], pages, sets=True)
+    self.page_to_samples = _ArrayTable(pages, table['sample_id'], sets=True)
+
+
+def _page_rows_with_numpy(self) -> None:
+    # ffcv's QuasiRandom.prepare_data_structures, without its loop over every sample (run twice
+    # per loader: train_loader replaces ffcv's order with ours). The same arrays: a page's row
+    # holds its samples in the order ffcv's set of them iterates in, as each epoch's shuffle of
+    # the row starts from that order.
+    pages, starts, samples = self.page_to_samples.groups()
+    rows = [np.fromiter(set(part.tolist()), np.int64) for part in np.split(samples, starts[1:])]
+    wanted = np.zeros(int(samples.max()) + 1, dtype=bool)
+    indices = self.indices[(self.indices >= 0) & (self.indices < len(wanted))]
+    wanted[indices.astype(np.int64)] = True
+    num_pages = pages.max() + np.uint64(1)
+    self.page_to_samples_array = np.empty((num_pages, max(len(row) for row in rows)), dtype=np.int64)
+    self.page_sizes = np.zeros(num_pages, dtype=np.int64)
+    for page, row in zip(pages, rows):
+        row = row[wanted[row]]
+        self.page_to_samples_array[page, :len(row)] = row
+        self.page_sizes[page] = len(row)
+
+
+class _ProcessCacheEpoch(ProcessCacheContext):
+    """ffcv's process cache for one epoch (in_memory=0), with the pages each batch needs found by
+    indexing one array instead of a set lookup per sample. The schedule, page slots and readers
+    are ffcv's own, from the same page sets."""
+
+    def __enter__(self):
+        page_of = self.manager.sample_to_pages.dense()
+        if page_of is None:  # a sample stored in several pieces: ffcv's way
+            return super().__enter__()
+        sizes = [len(batch) for batch in self.batches]
+        pages = page_of[np.concatenate(self.batches).astype(np.int64)] if sizes else page_of[:0]
+        self.schedule = compute_schedule([set(part) for part in np.split(pages, np.cumsum(sizes)[:-1])])
+        self.memory = np.zeros((self.schedule.num_slots, self.page_size), dtype='<u1')
+        self.executor = ScheduleExecutor(self.fname, self.schedule, self.memory)
+        slots = self.schedule.page_to_slot
+        self.page_to_slot = np.zeros(int(max(slots, default=-1)) + 1, dtype=np.uint32)  # by page: O(1) lookup
+        for page, slot in slots.items():
+            self.page_to_slot[page] = slot
+        self.executor.__enter__()
+
+
+# ffcv's own, for the tests that compare them with ours (tests/test_scale.py)
+FFCV_ORIGINALS = {(MemoryManager, '__init__'): MemoryManager.__init__,
+                  (QuasiRandom, 'prepare_data_structures'): QuasiRandom.prepare_data_structures,
+                  (ProcessCacheManager, 'schedule_epoch'): ProcessCacheManager.schedule_epoch}
+MemoryManager.__init__ = _tables_as_arrays
+QuasiRandom.prepare_data_structures = _page_rows_with_numpy
+ProcessCacheManager.schedule_epoch = lambda self, batches: _ProcessCacheEpoch(self, batches)
 
 
 class BatchLoader(FfcvLoader):
