@@ -105,10 +105,11 @@ OSCacheManager.compile_reader = _os_cache_reader
 
 # ---- ffcv's per-sample tables as arrays -------------------------------------------------------
 # ffcv 1.0.2 builds its loaders' lookup tables and its process cache's epoch schedule in Python
-# loops over every sample: at ImageNet's 1.28M samples, Loader() took 7-11 s and ~850 MB more in
-# every process (each DDP rank), and with in_memory=0 every epoch waited ~6 s before its first
-# batch (bench/scale.py). The same tables and schedules, from numpy, for every ffcv loader in
-# a process that imports this module.
+# loops over every sample. Measured here at ImageNet's 1,281,167 samples (2 cores): Loader() took
+# 3.4 s and 700 MB more in every process (each DDP rank) with in_memory=1, 7.4 s with in_memory=0,
+# whose every epoch then waited 3.9 s for its first batch; from numpy, 0.7 s and 120 MB, 2.1 s,
+# 1.8 s (bench/RESULTS.md). The same tables and schedules, for every ffcv loader in a process
+# that imports this module.
 
 class _ArrayTable(Mapping):
     """One of ffcv's per-sample lookup tables, over two parallel arrays (key i pairs with value i)
