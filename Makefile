@@ -54,19 +54,28 @@ ablation-demo: sample
 	    --data.train_dataset=$(SAMPLE_FFCV)/train.beton --data.val_dataset=$(SAMPLE_FFCV)/val.beton
 
 # Benchmarks (bench/RESULTS.md): loader, converter and model throughput, on the built-in sample
-# and on real photographs cut from Debian's wallpaper packages. Each prints a JSON line last.
+# and on real photographs cut from Debian's wallpaper packages; time to accuracy against a plain
+# torchvision script on Debian's Fashion-MNIST; the mirror's cost; the converter and loaders at
+# 40k and ImageNet's 1.28M samples (bench/scale.py, the longest). Each prints a JSON line last.
 PHOTOS := data/photos
-WALLPAPERS := gnome-backgrounds plasma-workspace-wallpapers
+FASHION := data/fashion
+BENCH_DEBS := gnome-backgrounds plasma-workspace-wallpapers dataset-fashion-mnist
 bench: sample
-	@dpkg -s $(WALLPAPERS) >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(WALLPAPERS) >/dev/null; }
+	@dpkg -s $(BENCH_DEBS) >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(BENCH_DEBS) >/dev/null; }
 	@test -d $(PHOTOS) || $(PY) bench/photos.py --out $(PHOTOS)
+	@test -d $(FASHION) || $(PY) bench/fashion.py --out $(FASHION)
 	$(PY) bench/loader.py --image-folder $(SAMPLE)/train
-	$(PY) bench/loader.py --image-folder $(PHOTOS)
+	$(PY) bench/loader.py --image-folder $(PHOTOS) --strong
 	$(PY) bench/decoder.py --image-folder $(PHOTOS)
 	$(PY) bench/convert.py --image-folder $(SAMPLE)/train
 	$(PY) bench/convert.py --image-folder $(PHOTOS)
 	$(PY) bench/train_step.py
+	$(PY) bench/augment.py
+	$(PY) bench/augment_batch.py
+	$(PY) bench/mirror.py
+	$(PY) bench/end_to_end.py --data $(FASHION)
+	$(PY) bench/scale.py
 
 clean:
 	rm -rf data runs .pytest_cache

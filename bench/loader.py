@@ -10,6 +10,12 @@ converter and its ImageNet settings (max side 500, 50% JPEG, quality 90), to a t
   project       the project's training loader, exactly as train/train_imagenet.py builds it
   decode_only   every stored image decoded to full-size RGB (libjpeg-turbo), nothing else:
                 the bound no full-decode pipeline can pass
+With --strong, the strong recipe's per-image augmentations too (RandAugment rand-m9-mstd0.5 and
+random erasing 0.25, pixel mode), beside what timm users run:
+  timm_strong     ImageFolder + timm's create_transform(res, is_training=True,
+                  auto_augment='rand-m9-mstd0.5', re_prob=0.25) + DataLoader
+  project_strong  the project's loader with RandAugment in its decoding threads, then random
+                  erasing of the normalised batch (on the CPU here; the trainer does it on the GPU)
 Each pipeline's first epoch (numba compilation, worker start-up) is timed on its own.
 The last line printed is one JSON object with the figures.
 """
@@ -32,6 +38,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+STRONG_RANDAUGMENT, STRONG_ERASING = 'rand-m9-mstd0.5', 0.25
 
 
 def convert(image_folder: Path, out: Path, workers: int) -> Path:
@@ -59,22 +66,44 @@ def torchvision_epochs(folder: Path, res: int, batch_size: int, workers: int):
     return epoch
 
 
+def timm_strong_epochs(folder: Path, res: int, batch_size: int, workers: int):
+    from timm.data import create_transform
+    from torchvision import datasets
+    tf = create_transform(res, is_training=True, auto_augment=STRONG_RANDAUGMENT, re_prob=STRONG_ERASING)
+    loader = torch.utils.data.DataLoader(datasets.ImageFolder(str(folder), tf), batch_size=batch_size,
+                                         shuffle=True, num_workers=workers, drop_last=True,
+                                         persistent_workers=workers > 0)
+
+    def epoch() -> int:
+        return sum(len(images) for images, _ in loader)
+    return epoch
+
+
 def ffcv_epochs(beton: Path, res: int, batch_size: int, workers: int, kind: str):
     from fastimagenet.train.inputs import Normalize
     from fastimagenet.train.loaders import train_loader
     device = torch.device('cpu')
+    augment, erasing = None, None
+    if kind == 'project_strong':
+        from fastimagenet.train.augment.erasing import ErasingSpec, erase
+        from fastimagenet.train.augment.per_sample import PerSampleAugment
+        augment = PerSampleAugment(0, randaugment=STRONG_RANDAUGMENT)
+        erasing = ErasingSpec(probability=STRONG_ERASING, mode='pixel')
     data = train_loader(beton, batch_size=batch_size, num_workers=workers, in_memory=1, res=res,
                         seed=0, distributed=False, device=device,
-                        decoder='fast' if kind == 'project' else 'stock')
-    normalize = Normalize(device, normalized=data.normalized)  # both end as normalised float batches
+                        decoder='stock' if kind == 'ffcv_stock' else 'fast', augment=augment)
+    normalize = Normalize(device, normalized=data.normalized)  # all end as normalised float batches
     state = {'epoch': 0}
 
     def epoch() -> int:
         data.start_epoch(state['epoch'], res)
-        state['epoch'] += 1
         n = 0
-        for images, _, _ in data:
-            n += len(normalize(images))
+        for images, _, indices in data:
+            x = normalize(images)
+            if erasing is not None:
+                x = erase(x, indices, erasing, seed=0, epoch=state['epoch'])
+            n += len(x)
+        state['epoch'] += 1
         return n
     return epoch
 
@@ -120,6 +149,7 @@ def main() -> None:
     ap.add_argument('--batch-size', type=int, default=128)
     ap.add_argument('--workers', type=int, default=os.cpu_count())
     ap.add_argument('--epochs', type=int, default=3, help='timed epochs per pipeline, after the first')
+    ap.add_argument('--strong', action='store_true', help='also RandAugment + random erasing, against timm')
     args = ap.parse_args()
     if not args.image_folder.is_dir():
         sys.exit(f'error: {args.image_folder} is not a directory')
@@ -129,10 +159,13 @@ def main() -> None:
         beton = convert(args.image_folder, Path(tmp), args.workers)
         pipelines = {
             'torchvision': torchvision_epochs(args.image_folder, args.res, args.batch_size, args.workers),
-            'ffcv_stock': ffcv_epochs(beton, args.res, args.batch_size, args.workers, 'stock'),
+            'ffcv_stock': ffcv_epochs(beton, args.res, args.batch_size, args.workers, 'ffcv_stock'),
             'project': ffcv_epochs(beton, args.res, args.batch_size, args.workers, 'project'),
             'decode_only': decode_only_epochs(beton, args.workers),
         }
+        if args.strong:
+            pipelines['timm_strong'] = timm_strong_epochs(args.image_folder, args.res, args.batch_size, args.workers)
+            pipelines['project_strong'] = ffcv_epochs(beton, args.res, args.batch_size, args.workers, 'project_strong')
         first, steady = {}, {name: [] for name in pipelines}
         for name, epoch in pipelines.items():
             t = time.perf_counter()
@@ -151,11 +184,12 @@ def main() -> None:
     print(f'project / torchvision = {rate["project"] / rate["torchvision"]:.2f}x, '
           f'project / ffcv_stock = {rate["project"] / rate["ffcv_stock"]:.2f}x, '
           f'project / decode_only = {rate["project"] / rate["decode_only"]:.2f}x')
-    print(json.dumps({'torchvision_img_s': round(rate['torchvision'], 1),
-                      'ffcv_stock_img_s': round(rate['ffcv_stock'], 1),
-                      'project_img_s': round(rate['project'], 1),
-                      'decode_only_img_s': round(rate['decode_only'], 1),
+    if args.strong:
+        print(f'project_strong / timm_strong = {rate["project_strong"] / rate["timm_strong"]:.2f}x, '
+              f'project_strong / project = {rate["project_strong"] / rate["project"]:.2f}x')
+    print(json.dumps({**{f'{name}_img_s': round(value, 1) for name, value in rate.items()},
                       'first_epoch_s': round(first['project'], 2),
+                      **({'first_epoch_strong_s': round(first['project_strong'], 2)} if args.strong else {}),
                       'workers': args.workers, 'res': args.res}))
 
 
