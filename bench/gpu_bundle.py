@@ -4,7 +4,7 @@
 
 Run on a connected Debian 12 machine of the node's architecture (this project's CI machine is
 one). The node it is for has a CUDA PyTorch and a C++ compiler but no package index, no apt
-and no network: Python 3.10+ (3.12 on the node we design for) with torch, torchvision, numba,
+and no network: Python 3.11+ (3.12 on the node we design for) with torch, torchvision, numba,
 opencv-python-headless, pandas, pillow, pytest, timm, tqdm and matplotlib. On the node:
 
     python3 BUNDLE/build_and_check.py      # builds into BUNDLE/work, then runs bench/gpu_check.py

@@ -94,6 +94,10 @@ def _start_worker(parent: int, initializer: Callable | None, initargs: tuple) ->
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # it went before the request was made
             os._exit(1)
+    # Ctrl-C reaches the whole process group. The parent handles it and kills its workers; a
+    # worker interrupted itself could stop half way through the executor's queue protocol (a
+    # result half sent, a queue lock held), and the executor's shutdown could then wait forever.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if initializer is not None:
         initializer(*initargs)
 

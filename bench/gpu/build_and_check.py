@@ -119,8 +119,8 @@ def check_node(manifest: dict) -> None:
     if platform.machine() != manifest['machine']:
         fail(f'this node is {platform.machine()} but the bundle\'s libraries are {manifest["machine"]}: '
              f'make the bundle on a {platform.machine()} machine')
-    if sys.version_info < (3, 10):
-        fail(f'python {platform.python_version()} is too old: the project needs 3.10 or newer')
+    if sys.version_info < (3, 11):
+        fail(f'python {platform.python_version()} is too old: the project needs 3.11 or newer')
     needs = manifest['needs']
     libc = os.confstr('CS_GNU_LIBC_VERSION') if hasattr(os, 'confstr') else ''
     if not libc.startswith('glibc ') or version(libc.split()[1]) < version(needs['glibc']):

@@ -33,11 +33,16 @@ class _Stamped:
         return super().from_function(py_func, py_file)
 
 
-class _InTree(_Stamped, caching.InTreeCacheLocator):
+# (older numba, 0.57 among them, names them with a leading underscore)
+_IN_TREE = getattr(caching, 'InTreeCacheLocator', None) or caching._InTreeCacheLocator
+_USER_WIDE = getattr(caching, 'UserWideCacheLocator', None) or caching._UserWideCacheLocator
+
+
+class _InTree(_Stamped, _IN_TREE):
     pass
 
 
-class _UserWide(_Stamped, caching.UserWideCacheLocator):  # where __pycache__ is not writable
+class _UserWide(_Stamped, _USER_WIDE):  # where __pycache__ is not writable
     pass
 
 
