@@ -33,6 +33,7 @@ from fastimagenet.common.classes import ClassList
 from fastimagenet.common.cli import fail
 
 from .model import build_model, unwrap
+from .runs import PARAMS
 
 FORMAT = 'fastimagenet.checkpoint'
 VERSION = 1
@@ -145,7 +146,7 @@ def load_model(path: str | os.PathLike, prefer_ema: bool = True, map_location='c
         state = strip_prefixes(obj)
         if 'fc.weight' not in state:
             fail(f'{path} is not a checkpoint of this project, nor the weights of the '
-                 f'{params["model.arch"]} that {path.parent / "params.json"} describes')
+                 f'{params["model.arch"]} that {path.parent / PARAMS} describes')
         args = {'arch': params['model.arch'], 'num_classes': state['fc.weight'].shape[0],
                 'use_blurpool': bool(params['training.use_blurpool'])}
         classes = ClassList.from_json(params['classes']) if 'classes' in params \
@@ -163,9 +164,9 @@ def load_model(path: str | os.PathLike, prefer_ema: bool = True, map_location='c
 
 
 def _params_beside(path: Path) -> dict:
-    params_file = path.parent / 'params.json'
+    params_file = path.parent / PARAMS
     if not params_file.is_file():
-        fail(f'{path} is a plain state_dict and there is no params.json beside it to say which model it is')
+        fail(f'{path} is a plain state_dict and there is no {PARAMS} beside it to say which model it is')
     return json.loads(params_file.read_text())
 
 
