@@ -1,6 +1,8 @@
 # Set-up happens on first use: system libraries ffcv compiles against, .venv, Python packages.
 PYTHON ?= python3
-VENV := .venv
+# .venv holds about 6.5 GiB once installed (measured on x86_64): the CUDA build of torch and its libraries.
+VENV ?= .venv
+VENV_NEEDS_GB := 8
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # chromium + its driver: tests/test_app.py drives the web demo in a headless browser.
@@ -27,8 +29,10 @@ system-deps:
 $(STAMP): pyproject.toml setup.py train/crop_resize.cpp
 	@$(MAKE) --no-print-directory system-deps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	@$(PY) -c 'import torch' 2>/dev/null || $(PYTHON) -c "import shutil, sys; free = shutil.disk_usage('$(VENV)').free / 2**30; \
+	  sys.exit(0 if free >= $(VENV_NEEDS_GB) else f'make: {free:.1f} GiB free where $(VENV) lives and its packages need about $(VENV_NEEDS_GB) GiB (torch is a CUDA build with its libraries); free some space or point VENV= at a larger disk')"
+	$(PY) -m pip install -q --no-cache-dir --upgrade pip
+	$(PY) -m pip install -q --no-cache-dir -e '.[dev]'
 	@touch $@
 
 test: $(STAMP)
