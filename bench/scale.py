@@ -8,12 +8,16 @@ end unless --keep). They are converted by convert/write_imagenet.py as a user ru
 subprocess, its ImageNet settings: proportion 0.5, quality 90) and checked by its
 --cfg.verify=1; then each loader is built in a fresh process, as the trainer builds it on a CPU:
   train        train_loader, in_memory=1 (the default): uniform random order, OS page cache
+  train_touched  the same as train, with every page of the loader's mapping of the file touched
+               before the timed batches (touch_s): the one-off cost of first-touch page faults
   train_quasi  train_loader, in_memory=0: quasi-random order through ffcv's process cache
   val          val_loader over the same file (sequential; ImageNet's val split is 50k images)
   ddp_rank     train_loader with distributed=True, as rank 0 of 8 in torch's fake process
                group (one process, no communication; ffcv's DistributedSampler splits the indices)
 Per loader: open_dataset() (the trainer's check of the file: BetonFile and the class list) and
-Loader() construction time, first batch, steady img/s over --batches batches, and memory from
+Loader() construction time, first batch, steady img/s over the rest of the first epoch (or
+--batches batches of it: its start alone pays a page fault for nearly every sample, since this
+process has touched none of the file yet; a whole epoch pays each page once), and memory from
 /proc/self/smaps_rollup: the process's own (Anonymous) grown since before open_dataset, less
 the loader's batch buffers and process-cache pages, apart from the file-backed pages of the
 mapped .beton (the kernel's page cache, shared by every process and dropped under pressure).
@@ -44,7 +48,7 @@ from fastimagenet.common.workers import ordered_map
 ROOT = Path(__file__).resolve().parent.parent
 IMAGENET_TRAIN = 1_281_167
 WIDTH, HEIGHT = 64, 48         # the first probe's size: per-image costs, not pixels, are measured
-PROBES = ('train', 'train_quasi', 'val', 'ddp_rank')
+PROBES = ('train', 'train_touched', 'train_quasi', 'val', 'ddp_rank')
 DDP_WORLD = 8
 FLAT = 1.2                     # the goals: per-image costs within 20% from the smallest N to the largest,
 MAX_CONSTRUCTION_S = 10        # open_dataset + Loader() under 10 s,
@@ -262,7 +266,14 @@ def probe(kind: str, beton: Path, res: int, batch_size: int, batches: int, worke
     batches_now = iter(loader)
     next(batches_now)
     first_s = time.perf_counter() - t
-    steps = min(batches, len(loader) - 1)
+    touch_s = None
+    if kind == 'train_touched':
+        # Page tables belong to a mapping, so it must be the loader's own: one read per 4 KiB page
+        # faults the whole file in (it is in the page cache already: minor faults, no disk).
+        t = time.perf_counter()
+        int(batch_loader._epoch.memory_context.mmap[::4096].sum())
+        touch_s = time.perf_counter() - t
+    steps = len(loader) - 1 if batches <= 0 else min(batches, len(loader) - 1)
     faults = page_faults()
     t = time.perf_counter()
     images = sum(len(next(batches_now)[0]) for _ in range(steps))
@@ -278,6 +289,7 @@ def probe(kind: str, beton: Path, res: int, batch_size: int, batches: int, worke
             'open_dataset_s': round(open_s, 3), 'loader_s': round(loader_s, 3),
             'construction_s': round(open_s + loader_s, 3), 'epoch_start_s': round(epoch_starts[0], 3),
             'first_batch_s': round(first_s, 3), 'beton_cached': cached,
+            'touch_s': round(touch_s, 2) if touch_s is not None else None,
             'steady_minor_faults_per_img': round(minor / images, 2) if steps else None, 'steady_major_faults': major,
             'steady_img_s': round(images / steady_s, 1) if steps else None,
             'steady_us_per_img': round(1e6 * steady_s / images, 2) if steps else None,
@@ -316,25 +328,27 @@ def measure(n: int, args) -> dict:
     return result
 
 
-def spread(values: list[float | None]) -> float | None:
-    """Largest over smallest: 1.0 is perfectly flat."""
-    values = [v for v in values if v]
-    return round(max(values) / min(values), 3) if len(values) > 1 else None
+def growth(values: list[float | None]) -> float | None:
+    """The cost at the largest N over that at the smallest (values in order of N): 1.0 is flat.
+    Not max/min: a small N's fixed start-up costs spread over few images must not read as growth."""
+    if len(values) < 2 or not values[0] or not values[-1]:
+        return None
+    return round(values[-1] / values[0], 3)
 
 
 def summarize(results: list[dict]) -> dict:
     """Per-image costs across N and the goals at the largest N."""
     def us(rate):
         return 1e6 / rate if rate else None
-    per_image = {'convert': spread([us(r['convert']['img_s']) for r in results])}
+    per_image = {'convert': growth([us(r['convert']['img_s']) for r in results])}
     if all('verify' in r for r in results):
-        per_image['verify'] = spread([us(r['verify']['img_s']) for r in results])
+        per_image['verify'] = growth([us(r['verify']['img_s']) for r in results])
     for kind in results[0]['loaders']:
-        per_image[kind] = spread([r['loaders'][kind]['steady_us_per_img'] for r in results])
+        per_image[kind] = growth([r['loaders'][kind]['steady_us_per_img'] for r in results])
     largest = max(results, key=lambda r: r['n'])['loaders'].values()
     construction = max(p['construction_s'] for p in largest)
     memory = max(p['beyond_buffers_mb'] for p in largest)
-    return {'per_image_spread': per_image,
+    return {'per_image_growth': per_image,
             'flat': all(s is None or s <= FLAT for s in per_image.values()),
             'max_construction_s': construction, 'construction_ok': construction < MAX_CONSTRUCTION_S,
             'max_beyond_buffers_mb': memory, 'memory_ok': memory < MAX_MEMORY_MB}
@@ -347,11 +361,11 @@ def report(results: list[dict], summary: dict, args) -> None:
         c, v = r['convert'], r.get('verify', {})
         print(f'{r["n"]:10d}{c["img_s"]:9.0f}{c["command_img_s"]:9.0f}{c["outside_s"]:10.1f}{c["pss_mb"]:9.0f}'
               f'{c["parent_anon_mb"]:8.0f}{v.get("img_s", float("nan")):8.0f}{v.get("pss_mb", float("nan")):9.0f}')
-    print(f'\n{"N":>10s} {"loader":12s}{"open s":>7s}{"Loader s":>9s}{"epoch s":>8s}{"1st s":>6s}{"img/s":>8s}'
+    print(f'\n{"N":>10s} {"loader":14s}{"open s":>7s}{"Loader s":>9s}{"epoch s":>8s}{"1st s":>6s}{"img/s":>8s}'
           f'{"us/img":>7s}{"minflt":>7s}{"majflt":>7s}{"own MB":>7s}{"buffers":>8s}{"beyond":>7s}{"mapped":>7s}')
     for r in results:
         for kind, p in r['loaders'].items():
-            print(f'{r["n"]:10d} {kind:12s}{p["open_dataset_s"]:7.2f}{p["loader_s"]:9.2f}{p["epoch_start_s"]:8.2f}'
+            print(f'{r["n"]:10d} {kind:14s}{p["open_dataset_s"]:7.2f}{p["loader_s"]:9.2f}{p["epoch_start_s"]:8.2f}'
                   f'{p["first_batch_s"]:6.2f}{p["steady_img_s"] or 0:8.0f}{p["steady_us_per_img"] or 0:7.1f}'
                   f'{p["steady_minor_faults_per_img"] or 0:7.2f}{p["steady_major_faults"]:7d}{p["anon_mb"]:7.0f}{p["buffers_mb"] + p["process_cache_mb"]:8.0f}'
                   f'{p["beyond_buffers_mb"]:7.0f}{p["beton_mapped_rss_mb"]:7.0f}')
@@ -359,7 +373,7 @@ def report(results: list[dict], summary: dict, args) -> None:
           'the first batch, epoch included; minflt: page faults per image while steady, majflt: those that read '
           'the disk; MB: own = anonymous memory grown, buffers = batch buffers + '
           'process cache, beyond = own - buffers, mapped = file pages of the .beton in this process)')
-    print(f'\nper-image cost, largest/smallest N: {summary["per_image_spread"]} (goal <= {FLAT}); '
+    print(f'\nper-image cost, largest/smallest N: {summary["per_image_growth"]} (goal <= {FLAT}); '
           f'construction {summary["max_construction_s"]:.2f} s (goal < {MAX_CONSTRUCTION_S}); '
           f'memory beyond buffers {summary["max_beyond_buffers_mb"]:.0f} MB (goal < {MAX_MEMORY_MB}) at the largest N')
     print(json.dumps({'sizes': [r['n'] for r in results], 'workers': args.workers, 'res': args.res,
@@ -373,7 +387,8 @@ def main() -> None:
     ap.add_argument('--workers', type=int, default=os.cpu_count(), help='converter processes, decoding threads')
     ap.add_argument('--res', type=int, default=64, help='training/validation resolution')
     ap.add_argument('--batch-size', type=int, default=256)
-    ap.add_argument('--batches', type=int, default=100, help='steady batches timed per loader, after the first')
+    ap.add_argument('--batches', type=int, default=0,
+                    help='batches timed per loader after the first (0: the rest of the epoch)')
     ap.add_argument('--probes', default=','.join(PROBES), help=f'loaders to build, of {",".join(PROBES)}')
     ap.add_argument('--no-verify', dest='verify', action='store_false', help='skip the converter\'s verify pass')
     ap.add_argument('--seed', type=int, default=0)

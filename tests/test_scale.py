@@ -135,11 +135,14 @@ def test_scale_bench_runs_on_an_imagenet_shaped_set(tmp_path):
     assert result['n'] == 2000 and result['convert']['images'] == 2000 and result['convert']['pss_mb'] > 0
     assert result['verify']['img_s'] > 0
     loaders = result['loaders']
-    assert set(loaders) == {'train', 'train_quasi', 'val', 'ddp_rank'}
+    assert set(loaders) == {'train', 'train_touched', 'train_quasi', 'val', 'ddp_rank'}
     assert all(p['samples'] == 2000 and p['steady_img_s'] > 0 and p['buffers_mb'] > 0 for p in loaders.values())
     assert loaders['train']['batches'] == 2000 // 32 and loaders['val']['batches'] == -(-2000 // 32)
     assert loaders['ddp_rank']['batches'] == 2000 // 8 // 32  # rank 0's share of 8
     assert loaders['train_quasi']['process_cache_mb'] > 0 and loaders['train']['beton_mapped_rss_mb'] > 0
+    # touched: the whole file is in this process's mapping, not only the pages 3 batches read
+    assert loaders['train_touched']['touch_s'] >= 0
+    assert loaders['train_touched']['beton_mapped_rss_mb'] > 2 * loaders['train']['beton_mapped_rss_mb']
     assert not data.exists()  # the generated images and .beton are gone
 
 
@@ -150,7 +153,10 @@ def test_scale_summary_compares_per_image_costs_across_sizes():
         probe = {'steady_us_per_img': us_per_img, 'construction_s': construction_s, 'beyond_buffers_mb': beyond_mb}
         return {'n': n, 'convert': {'img_s': convert_img_s}, 'loaders': {'train': probe}}
     summary = summarize([result(40_000, 1000, 10, 2, 100), result(1_281_167, 900, 11, 3, 300)])
-    assert summary['per_image_spread'] == {'convert': pytest.approx(1.111, abs=1e-3), 'train': 1.1}
+    assert summary['per_image_growth'] == {'convert': pytest.approx(1.111, abs=1e-3), 'train': 1.1}
     assert summary['flat'] and summary['construction_ok'] and summary['memory_ok']
+    # cheaper per image at the larger N (a small N's start-up spread over few images): flat, not growth
+    summary = summarize([result(40_000, 500, 20, 2, 100), result(1_281_167, 1000, 10, 3, 300)])
+    assert summary['per_image_growth'] == {'convert': 0.5, 'train': 0.5} and summary['flat']
     summary = summarize([result(40_000, 1000, 10, 2, 100), result(1_281_167, 700, 11, 12, 3000)])
     assert not summary['flat'] and not summary['construction_ok'] and not summary['memory_ok']
