@@ -1,8 +1,10 @@
 """Shared helpers: small generated datasets, and running the project's scripts as a user would."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -81,6 +83,22 @@ def imagefolder(tmp_path) -> Path:
     return root
 
 
+@contextlib.contextmanager
+def sigint_as_on_a_terminal():
+    """Children started inside get SIGINT at its default, so their Python turns Ctrl-C into
+    KeyboardInterrupt. A suite started in the background (`make test &`, a CI job run by a
+    non-interactive shell) inherits SIGINT ignored; Python then leaves it ignored, and its children
+    too, so a test's Ctrl-C would reach nothing (a converter hung 300 s on it in such a run)."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield  # a handler or the default: exec resets a handler to the default anyway
+        return
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def start_until_fault(args: list, point: str, folder: Path, timeout: float = 600,
                       env: dict | None = None) -> subprocess.Popen:
     """Start `python <args>` (in a session of its own) with the fault `point` (common/faults.py: e.g.
@@ -89,7 +107,7 @@ def start_until_fault(args: list, point: str, folder: Path, timeout: float = 600
     goes to files in `folder` (a full pipe would stall it before the point); `finish` collects it."""
     stem = f'fault-{point}-{time.time_ns()}'.replace('.', '-').replace(':', '-').replace('=', '-')
     mark, out_path, err_path = (folder / f'{stem}{suffix}' for suffix in ('.txt', '.out', '.err'))
-    with open(out_path, 'w') as out, open(err_path, 'w') as err:
+    with open(out_path, 'w') as out, open(err_path, 'w') as err, sigint_as_on_a_terminal():
         proc = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, stdout=out, stderr=err,
                                 start_new_session=True, env={**os.environ, **(env or {}), 'FASTIMAGENET_FAULT': point,
                                                              'FASTIMAGENET_FAULT_FILE': str(mark)})
