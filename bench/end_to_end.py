@@ -88,6 +88,8 @@ def main() -> None:
         seeds = [int(x) for x in args.seeds.split(',')]
     except ValueError:
         raise SystemExit(f'--seeds {args.seeds!r}: expected comma-separated integers, e.g. --seeds 0,1,2')
+    if len(set(seeds)) != len(seeds):  # a repeated seed would resume the first run's finished folder
+        raise SystemExit(f'--seeds {args.seeds!r}: each seed once (a seed gives the same run every time)')
     if not (args.data / 'train').is_dir():
         subprocess.run([sys.executable, 'bench/fashion.py', '--out', str(args.data)], cwd=ROOT, check=True)
 
